@@ -1,0 +1,285 @@
+"""The book's manifest (`book.toml`), targets, and the metrics a chapter records.
+
+A notebook calls `record(name, value)` for each result and `check_targets()` at the end; the
+runner (`labkit.runner`) reads what was recorded and checks it against the targets of the active
+profile.
+"""
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "cpu", "gpu")
+DEFAULT_PROFILE = "cpu"
+OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
+STATUSES = ("written", "planned")
+
+# Environment variables through which the runner tells a notebook's kernel where it stands.
+ENV_PROFILE = "LABKIT_PROFILE"
+ENV_METRICS = "LABKIT_METRICS_FILE"
+ENV_ROOT = "LABKIT_ROOT"
+
+
+class ManifestError(ValueError):
+    """book.toml is malformed, or a name given by the user is not in it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    op: str
+    value: float
+
+    def check(self, actual: float | None) -> bool:
+        """True when `actual` satisfies the target; a missing or NaN value never does.
+
+        >>> Target("acc", ">=", 0.9).check(0.93)
+        True
+        """
+        if actual is None or (isinstance(actual, float) and math.isnan(actual)):
+            return False
+        return bool(OPS[self.op](actual, self.value))
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    id: str
+    slug: str
+    title: str
+    notebook: str
+    status: str = "planned"
+    title_zh: str = ""
+    seeds: tuple[str, ...] = ()
+    minutes: dict[str, float] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.id}_{self.slug}"
+
+    def targets_for(self, profile: str) -> tuple[Target, ...]:
+        return self.targets.get(profile, ())
+
+    def params_for(self, profile: str) -> dict[str, Any]:
+        return dict(self.params.get(profile, {}))
+
+
+@dataclass(frozen=True)
+class Book:
+    root: Path
+    title: str
+    version: str
+    profiles: dict[str, dict[str, Any]]
+    chapters: tuple[Chapter, ...]
+    title_zh: str = ""
+
+    def chapter(self, key: str) -> Chapter:
+        """Find a chapter by id ("06", "6"), slug or `id_slug`.
+
+        >>> load_book().chapter("0").slug
+        'setup'
+        """
+        key = str(key).strip()
+        for ch in self.chapters:
+            if key in (ch.id, ch.slug, ch.name) or (key.isdigit() and int(key) == int(ch.id)):
+                return ch
+        valid = ", ".join(f"{c.id} ({c.slug})" for c in self.chapters)
+        raise ManifestError(f"unknown chapter {key!r}; valid chapters: {valid}")
+
+    def profile(self, name: str) -> dict[str, Any]:
+        if name not in self.profiles:
+            raise ManifestError(f"unknown profile {name!r}; valid profiles: {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The directory holding book.toml: $LABKIT_ROOT, else the first parent of `start` (or cwd)."""
+    if os.environ.get(ENV_ROOT):
+        return Path(os.environ[ENV_ROOT]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "book.toml").is_file():
+            return d
+    # An installed (non-editable) labkit still finds the book it was installed from.
+    pkg_root = Path(__file__).resolve().parent.parent
+    if (pkg_root / "book.toml").is_file():
+        return pkg_root
+    raise ManifestError(f"no book.toml in {here} or its parents; run from the book's folder or set {ENV_ROOT}")
+
+
+def _parse_target(raw: Any, where: str) -> Target:
+    if not isinstance(raw, dict) or set(raw) != {"metric", "op", "value"}:
+        raise ManifestError(f"{where}: a target needs exactly the keys metric, op, value; got {raw!r}")
+    if raw["op"] not in OPS:
+        raise ManifestError(f"{where}: op {raw['op']!r} is not one of {', '.join(OPS)}")
+    if not isinstance(raw["value"], (int, float)) or isinstance(raw["value"], bool):
+        raise ManifestError(f"{where}: target value for {raw['metric']!r} must be a number")
+    return Target(str(raw["metric"]), raw["op"], float(raw["value"]))
+
+
+def parse_book(data: dict[str, Any], root: Path) -> Book:
+    """Validate the parsed TOML of a manifest and build a `Book`.
+
+    >>> parse_book({"book": {"title": "t", "version": "1"}, "profiles": {"cpu": {}}, "chapters": []}, Path(".")).title
+    't'
+    """
+    meta = data.get("book") or {}
+    for key in ("title", "version"):
+        if key not in meta:
+            raise ManifestError(f"[book] needs a {key!r}")
+    profiles = data.get("profiles") or {}
+    if not profiles:
+        raise ManifestError("book.toml declares no [profiles.*]")
+    chapters, seen = [], set()
+    for i, raw in enumerate(data.get("chapters") or []):
+        where = f"chapter #{i + 1} ({raw.get('id', '?')})"
+        for key in ("id", "slug", "title", "notebook"):
+            if key not in raw:
+                raise ManifestError(f"{where}: missing {key!r}")
+        if raw["id"] in seen:
+            raise ManifestError(f"{where}: duplicate id {raw['id']!r}")
+        seen.add(raw["id"])
+        status = raw.get("status", "planned")
+        if status not in STATUSES:
+            raise ManifestError(f"{where}: status {status!r} is not one of {', '.join(STATUSES)}")
+        for section in ("params", "targets", "minutes"):
+            unknown = set(raw.get(section) or {}) - set(profiles)
+            if unknown:
+                raise ManifestError(f"{where}: {section} for unknown profile(s) {sorted(unknown)}; "
+                                    f"profiles are {', '.join(profiles)}")
+        targets = {p: tuple(_parse_target(t, f"{where} targets.{p}") for t in ts)
+                   for p, ts in (raw.get("targets") or {}).items()}
+        chapters.append(Chapter(
+            id=str(raw["id"]), slug=raw["slug"], title=raw["title"], notebook=raw["notebook"],
+            status=status, title_zh=raw.get("title_zh", ""), seeds=tuple(raw.get("seeds", ())),
+            minutes={k: float(v) for k, v in (raw.get("minutes") or {}).items()},
+            params={k: dict(v) for k, v in (raw.get("params") or {}).items()}, targets=targets))
+    return Book(root=root, title=meta["title"], version=str(meta["version"]), profiles=profiles,
+                chapters=tuple(chapters), title_zh=meta.get("title_zh", ""))
+
+
+def load_book(path: str | Path | None = None) -> Book:
+    """Read and validate book.toml (found from the working directory when `path` is None).
+
+    >>> book = load_book()
+    >>> [c.id for c in book.chapters][:3]
+    ['00', '01', '02']
+    """
+    file = Path(path) if path else find_root() / "book.toml"
+    if file.is_dir():
+        file = file / "book.toml"
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"manifest not found: {file}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{file} is not valid TOML: {e}") from None
+    return parse_book(data, file.parent.resolve())
+
+
+# --- recording results from inside a notebook ----------------------------------------------------
+
+_state: dict[str, Any] = {"chapter": None, "metrics": {}}
+
+
+def active_profile() -> str:
+    """The profile a notebook runs under: set by the runner, `cpu` when run by hand."""
+    profile = os.environ.get(ENV_PROFILE, DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        raise ManifestError(f"{ENV_PROFILE}={profile!r} is not one of {', '.join(PROFILES)}")
+    return profile
+
+
+def _metrics_file() -> Path | None:
+    if os.environ.get(ENV_METRICS):
+        return Path(os.environ[ENV_METRICS])
+    if _state["chapter"]:
+        # Run by hand (JupyterLab): keep results beside the runner's, under runs/interactive.
+        try:
+            root = find_root()
+        except ManifestError:
+            return None
+        return root / "runs" / "interactive" / f"{_state['chapter']}.metrics.json"
+    return None
+
+
+def set_chapter(chapter_id: str | None) -> None:
+    """Called by `labkit.setup`: start a fresh record for this chapter."""
+    _state["chapter"] = chapter_id
+    _state["metrics"] = {}
+    f = _metrics_file()
+    if f is not None and f.exists():
+        f.unlink()
+
+
+def record(name: str, value: float) -> float:
+    """Store one result of the chapter (a number) for the runner and `check_targets`.
+
+    >>> record("val_loss", 1.93)
+    1.93
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"metric name must be an identifier like 'val_loss', got {name!r}")
+    if hasattr(value, "item"):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"record({name!r}, ...) needs a number, got {type(value).__name__}")
+    value = float(value)
+    _state["metrics"][name] = value
+    f = _metrics_file()
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(_state["metrics"], indent=1))
+    return value
+
+
+def recorded() -> dict[str, float]:
+    """The metrics recorded so far in this kernel."""
+    return dict(_state["metrics"])
+
+
+def evaluate_targets(targets: tuple[Target, ...], metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per target: metric, op, value, actual (None if missing), passed.
+
+    >>> evaluate_targets((Target("acc", ">=", 0.9),), {"acc": 0.95})[0]["passed"]
+    True
+    """
+    return [{"metric": t.metric, "op": t.op, "value": t.value, "actual": metrics.get(t.metric),
+             "passed": t.check(metrics.get(t.metric))} for t in targets]
+
+
+def check_targets(chapter: str | None = None, profile: str | None = None, strict: bool = False):
+    """Print the active profile's targets against what this chapter recorded.
+
+    Returns a pandas DataFrame (shown as a table in a notebook). With `strict=True` a failed
+    target raises, for scripts; the runner does its own check, so notebooks leave it False.
+    """
+    import pandas as pd
+
+    chapter = chapter or _state["chapter"]
+    if chapter is None:
+        raise RuntimeError("no chapter set: call labkit.setup(chapter='NN') first, or pass chapter=")
+    profile = profile or active_profile()
+    ch = load_book().chapter(chapter)
+    rows = evaluate_targets(ch.targets_for(profile), _state["metrics"])
+    extra = [{"metric": k, "op": "", "value": None, "actual": v, "passed": None}
+             for k, v in _state["metrics"].items() if k not in {r["metric"] for r in rows}]
+    table = pd.DataFrame(rows + extra, columns=["metric", "op", "value", "actual", "passed"])
+    n_ok = sum(r["passed"] for r in rows)
+    print(f"chapter {ch.id} on profile {profile!r}: {n_ok}/{len(rows)} targets met")
+    if strict and n_ok < len(rows):
+        failed = [f"{r['metric']} {r['op']} {r['value']:g} (got {r['actual']})" for r in rows if not r["passed"]]
+        raise AssertionError("targets not met: " + "; ".join(failed))
+    return table

@@ -1,0 +1,189 @@
+"""Execute chapters with papermill on a profile, and write `results.json`.
+
+The contract of `results.json`:
+    {"profile": P, "passed": bool, "chapters": [{"id", "slug", "notebook", "seconds", "status",
+     "passed", "metrics": {name: number}, "targets": [{"metric", "op", "value", "actual", "passed"}],
+     "error"}]}
+with status one of "ok" (ran, every target met), "failed" (ran, a target missed), "error" (the
+notebook raised) or "planned" (not written yet; never passed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import book as bk
+from . import env
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON where it parses (numbers, booleans, lists), else the string.
+
+    >>> parse_value("3e-4"), parse_value("true"), parse_value("[1, 2]"), parse_value("gpt2")
+    (0.0003, True, [1, 2], 'gpt2')
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """`["lr=3e-4", "steps=10"]` -> `{"lr": 0.0003, "steps": 10}`; a malformed item fails clearly."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise bk.ManifestError(f"parameter {item!r} must look like name=value, e.g. -p steps=100")
+        out[name.strip()] = parse_value(value.strip())
+    return out
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and defaults of a notebook's `parameters` cell (via papermill's inspector)."""
+    import papermill as pm
+
+    return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
+
+
+def plan(book: bk.Book, chapters: list[str] | None, profile: str,
+         overrides: dict[str, Any] | None = None) -> list[tuple[bk.Chapter, dict[str, Any]]]:
+    """Resolve chapters and the parameters each one gets; every name is checked before anything runs."""
+    book.profile(profile)
+    selected = [book.chapter(c) for c in chapters] if chapters else list(book.chapters)
+    overrides = overrides or {}
+    out, unused, known = [], set(overrides), {}
+    for ch in selected:
+        if ch.status == "planned":
+            out.append((ch, {}))
+            continue
+        nb = book.root / ch.notebook
+        if not nb.is_file():
+            raise bk.ManifestError(f"chapter {ch.id}: notebook {ch.notebook} is missing but status is 'written'")
+        valid = notebook_parameters(nb)
+        known[ch.id] = valid
+        bad = sorted(set(ch.params_for(profile)) - set(valid))
+        if bad:
+            raise bk.ManifestError(f"book.toml, chapter {ch.id}, params.{profile}: unknown parameter(s) "
+                                   f"{', '.join(bad)}; valid parameters: {', '.join(valid) or '(none)'}")
+        unused -= set(valid)
+        params = {**ch.params_for(profile), **{k: v for k, v in overrides.items() if k in valid}}
+        out.append((ch, params))
+    if unused:
+        listing = "; ".join(f"{cid}: {', '.join(v) or '(none)'}" for cid, v in known.items())
+        raise bk.ManifestError(f"unknown parameter(s) {', '.join(sorted(unused))} for the selected "
+                               f"chapter(s); valid parameters: {listing or '(no written chapter selected)'}")
+    return out
+
+
+def _error_info(exc: BaseException) -> str:
+    """The failing cell and message of a papermill error, without the kernel's full traceback."""
+    name = getattr(exc, "ename", type(exc).__name__)
+    value = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    return f"cell [{cell}] {name}: {value}" if cell is not None else f"{name}: {value}"
+
+
+def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: str,
+                out_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """Execute one chapter; return its entry of results.json (never raises for a notebook error)."""
+    entry: dict[str, Any] = {"id": ch.id, "slug": ch.slug, "notebook": ch.notebook, "seconds": 0.0,
+                             "status": "planned", "passed": False, "metrics": {}, "targets": [],
+                             "error": None, "parameters": params}
+    if ch.status == "planned":
+        return entry
+    import papermill as pm
+
+    out_nb = out_dir / f"{ch.name}.ipynb"
+    metrics_file = out_dir / f"{ch.name}.metrics.json"
+    metrics_file.unlink(missing_ok=True)
+    saved = {k: os.environ.get(k) for k in (bk.ENV_PROFILE, bk.ENV_METRICS, bk.ENV_ROOT, *env.HUB_OFFLINE_VARS)}
+    os.environ.update({bk.ENV_PROFILE: profile, bk.ENV_METRICS: str(metrics_file.resolve()),
+                       bk.ENV_ROOT: str(book.root)})
+    env.set_offline(bool(book.profile(profile).get("offline", True)))
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(book.root / ch.notebook), str(out_nb), parameters=params,
+                            cwd=str((book.root / ch.notebook).parent), kernel_name="python3",
+                            progress_bar=progress, log_output=False, request_save_on_cell_execute=False)
+        entry["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - a failing chapter is reported, the others still run
+        entry["status"], entry["error"] = "error", _error_info(exc)
+    finally:
+        entry["seconds"] = round(time.perf_counter() - start, 1)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if metrics_file.exists():
+        entry["metrics"] = json.loads(metrics_file.read_text())
+    entry["targets"] = bk.evaluate_targets(ch.targets_for(profile), entry["metrics"])
+    if entry["status"] == "ok":
+        entry["passed"] = all(t["passed"] for t in entry["targets"])
+        entry["status"] = "ok" if entry["passed"] else "failed"
+    if out_nb.exists():
+        _stamp(out_nb, entry, profile)
+    return entry
+
+
+def _stamp(nb_path: Path, entry: dict[str, Any], profile: str) -> None:
+    """Keep the recorded metrics and target checks in the executed notebook's metadata too."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["labkit"] = {"profile": profile, "metrics": entry["metrics"], "targets": entry["targets"],
+                             "status": entry["status"], "seconds": entry["seconds"]}
+    nbformat.write(nb, nb_path)
+
+
+def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
+        overrides: dict[str, Any] | None = None, out_dir: str | Path | None = None,
+        book: bk.Book | None = None, echo: bool = True) -> dict[str, Any]:
+    """Run chapters on a profile; write executed notebooks and results.json under `out_dir`.
+
+    >>> res = run(["00"], profile="smoke", out_dir="runs/smoke")   # doctest: +SKIP
+    >>> res["passed"]
+    True
+    """
+    book = book or bk.load_book()
+    todo = plan(book, chapters, profile, overrides)
+    out = Path(out_dir or book.root / "runs" / profile)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"profile": profile, "passed": False, "chapters": []}
+    for ch, params in todo:
+        if echo and ch.status != "planned":
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            print(f"-> {ch.name} [{profile}] {shown}", flush=True)
+        results["chapters"].append(run_chapter(book, ch, params, profile, out))
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    ran = [c for c in results["chapters"] if c["status"] != "planned"]
+    results["passed"] = bool(ran) and all(c["passed"] for c in ran)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    if echo:
+        print(format_table(results))
+        print(f"executed notebooks and results.json in {out}")
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The results as a plain-text table: chapter, status, minutes, each target with its value."""
+    lines = [f"profile: {results['profile']}",
+             f"{'chapter':<28} {'status':<8} {'min':>5}  targets (actual)"]
+    for c in results["chapters"]:
+        checks = "; ".join(
+            f"{'✓' if t['passed'] else '✗'} {t['metric']} {t['op']} {t['value']:g} "
+            f"({'missing' if t['actual'] is None else format(t['actual'], '.4g')})" for t in c["targets"])
+        if c["status"] == "planned":
+            checks = "(not written yet)"
+        elif c["error"]:
+            checks = (checks + " | " if checks else "") + c["error"][:200]
+        lines.append(f"{c['id'] + '_' + c['slug']:<28} {c['status']:<8} {c['seconds'] / 60:>5.1f}  {checks}")
+    n_ok = sum(c["passed"] for c in results["chapters"])
+    n_run = sum(c["status"] != "planned" for c in results["chapters"])
+    n_planned = len(results["chapters"]) - n_run
+    lines.append(f"{n_ok}/{n_run} chapters passed, {n_planned} planned -> {'PASS' if results['passed'] else 'FAIL'}")
+    return "\n".join(lines)
