@@ -61,3 +61,8 @@ def chat(model, tokenizer, messages: list[dict[str, str]] | str, max_new_tokens:
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **generate_kwargs)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+# The book's GPT (chapter 05) lives in labkit/gpt.py; it is re-exported here so chapters can write
+# `from labkit.models import GPT, GPTConfig`.
+from .gpt import GPT, GPTConfig  # noqa: E402

@@ -1,0 +1,124 @@
+import json
+from pathlib import Path
+
+import pytest
+
+import labkit
+from labkit import book as bk
+
+
+def test_manifest_lists_all_sixteen_chapters_in_order():
+    book = bk.load_book()
+    assert [c.id for c in book.chapters] == [f"{i:02d}" for i in range(16)]
+    assert set(book.profiles) == {"smoke", "cpu", "gpu"}
+    assert all(c.status in bk.STATUSES for c in book.chapters)
+    assert book.chapter("00").status == "written"
+    for c in book.chapters:
+        assert c.notebook == f"notebooks/{c.id}_{c.slug}.ipynb"
+        assert c.title_zh, f"chapter {c.id} needs a Chinese title"
+
+
+def test_written_chapters_have_smoke_and_cpu_targets(root):
+    for c in bk.load_book().chapters:
+        if c.status == "written":
+            assert (root / c.notebook).is_file()
+            assert c.targets_for("smoke") and c.targets_for("cpu"), c.id
+            assert "smoke" in c.minutes and "cpu" in c.minutes, c.id
+
+
+@pytest.mark.parametrize("key", ["0", "00", "setup", "00_setup", " 00 "])
+def test_chapter_lookup_by_id_slug_or_name(key):
+    assert bk.load_book().chapter(key).id == "00"
+
+
+def test_unknown_chapter_and_profile_list_the_valid_names():
+    book = bk.load_book()
+    with pytest.raises(bk.ManifestError, match=r"unknown chapter '99'.*00 \(setup\)"):
+        book.chapter("99")
+    with pytest.raises(bk.ManifestError, match="valid profiles: smoke, cpu, gpu"):
+        book.profile("tpu")
+
+
+def _book(**chapter):
+    ch = {"id": "01", "slug": "x", "title": "X", "notebook": "n.ipynb", **chapter}
+    return {"book": {"title": "T", "version": "1"}, "profiles": {"smoke": {}, "cpu": {}}, "chapters": [ch]}
+
+
+@pytest.mark.parametrize("chapter, message", [
+    ({"targets": {"cpu": [{"metric": "a", "op": "=>", "value": 1}]}}, "op '=>' is not one of"),
+    ({"targets": {"cpu": [{"metric": "a", "op": ">=", "value": "high"}]}}, "must be a number"),
+    ({"targets": {"cpu": [{"metric": "a", "op": ">="}]}}, "exactly the keys"),
+    ({"params": {"tpu": {"n": 1}}}, r"params for unknown profile\(s\) \['tpu'\]"),
+    ({"status": "done"}, "status 'done' is not one of"),
+])
+def test_malformed_manifest_fails_with_a_clear_message(chapter, message):
+    with pytest.raises(bk.ManifestError, match=message):
+        bk.parse_book(_book(**chapter), Path("."))
+
+
+def test_duplicate_ids_and_missing_keys_are_rejected():
+    data = _book()
+    data["chapters"].append(dict(data["chapters"][0]))
+    with pytest.raises(bk.ManifestError, match="duplicate id"):
+        bk.parse_book(data, Path("."))
+    data = _book()
+    del data["chapters"][0]["slug"]
+    with pytest.raises(bk.ManifestError, match="missing 'slug'"):
+        bk.parse_book(data, Path("."))
+
+
+def test_invalid_toml_is_reported_with_the_file(tmp_path):
+    (tmp_path / "book.toml").write_text("[book\ntitle=")
+    with pytest.raises(bk.ManifestError, match="not valid TOML"):
+        bk.load_book(tmp_path)
+
+
+@pytest.mark.parametrize("op, value, actual, ok", [
+    (">=", 0.9, 0.9, True), (">=", 0.9, 0.89, False), ("<=", 1e-6, 5e-7, True), (">", 0, 0, False),
+    ("<", 2.0, 1.99, True), ("==", 1, 1.0, True), ("==", 1, 0, False), (">=", 0, None, False),
+    (">=", 0, float("nan"), False),
+])
+def test_target_check(op, value, actual, ok):
+    assert bk.Target("m", op, value).check(actual) is ok
+
+
+def test_evaluate_targets_marks_missing_metrics_as_failed():
+    rows = bk.evaluate_targets((bk.Target("a", ">=", 1), bk.Target("b", "<", 2)), {"a": 3.0})
+    assert rows == [{"metric": "a", "op": ">=", "value": 1, "actual": 3.0, "passed": True},
+                    {"metric": "b", "op": "<", "value": 2, "actual": None, "passed": False}]
+
+
+def test_record_writes_the_side_file_and_check_targets_reads_it(tmp_path, monkeypatch, capsys):
+    side = tmp_path / "m.json"
+    monkeypatch.setenv(bk.ENV_METRICS, str(side))
+    monkeypatch.setenv(bk.ENV_PROFILE, "smoke")
+    bk.set_chapter("00")
+    labkit.record("chat_answer_correct", True)
+    labkit.record("cosine_similar", 0.7)
+    import numpy as np
+
+    labkit.record("cosine_gap", np.float32(0.25))
+    assert json.loads(side.read_text()) == {"chat_answer_correct": 1.0, "cosine_similar": 0.7,
+                                            "cosine_gap": pytest.approx(0.25)}
+    table = labkit.check_targets()
+    assert "chapter 00 on profile 'smoke': 2/3 targets met" in capsys.readouterr().out
+    assert list(table["passed"]) == [True, True, False]
+    with pytest.raises(AssertionError, match="cosine_gap > 0.3"):
+        labkit.check_targets(strict=True)
+
+
+@pytest.mark.parametrize("name, value, err", [("val loss", 1.0, ValueError), ("acc", "high", TypeError),
+                                               ("acc", [1], TypeError)])
+def test_record_rejects_bad_names_and_values(name, value, err, monkeypatch):
+    monkeypatch.delenv(bk.ENV_METRICS, raising=False)
+    bk.set_chapter(None)
+    with pytest.raises(err):
+        labkit.record(name, value)
+
+
+def test_active_profile_defaults_to_cpu_and_rejects_unknown(monkeypatch):
+    monkeypatch.delenv(bk.ENV_PROFILE, raising=False)
+    assert bk.active_profile() == "cpu"
+    monkeypatch.setenv(bk.ENV_PROFILE, "fast")
+    with pytest.raises(bk.ManifestError, match="not one of smoke, cpu, gpu"):
+        bk.active_profile()

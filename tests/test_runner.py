@@ -1,0 +1,136 @@
+"""The runner on a tiny book of its own: parameters, statuses, the results contract, errors."""
+import json
+
+import nbformat
+import pytest
+
+from labkit import book as bk
+from labkit import cli, runner
+
+TARGETS = '[{ metric = "y", op = "==", value = 4 }, { metric = "offline", op = "==", value = 1 }]'
+MANIFEST = f"""
+[book]
+title = "Tiny"
+version = "0"
+[profiles.smoke]
+offline = true
+[profiles.cpu]
+offline = true
+[[chapters]]
+id = "00"
+slug = "square"
+title = "Squares"
+title_zh = "平方"
+notebook = "nb/00_square.ipynb"
+status = "written"
+params.smoke = {{ x = 2 }}
+targets.smoke = {TARGETS}
+targets.cpu = {TARGETS}
+[[chapters]]
+id = "01"
+slug = "boom"
+title = "Raises"
+notebook = "nb/01_boom.ipynb"
+status = "written"
+targets.smoke = [{{ metric = "y", op = ">", value = 0 }}]
+[[chapters]]
+id = "02"
+slug = "later"
+title = "Not written"
+notebook = "nb/02_later.ipynb"
+"""
+
+
+def _notebook(path, params_src, body_src):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(params_src, metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(body_src)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    (root / "book.toml").write_text(MANIFEST)
+    (root / "nb").mkdir()
+    _notebook(root / "nb/00_square.ipynb", "x = 3  # the number\nlabel = 'a'",
+              "import labkit, os\nlabkit.setup(chapter='00', quiet=True)\n"
+              "labkit.record('y', x * x)\nlabkit.record('offline', int(os.environ['HF_HUB_OFFLINE'] == '1'))\n"
+              "print(label, os.environ['LABKIT_PROFILE'])")
+    _notebook(root / "nb/01_boom.ipynb", "n = 1",
+              "import labkit\nlabkit.setup(chapter='01', quiet=True)\nlabkit.record('y', n)\n"
+              "raise ValueError('bad input n')")
+    return bk.load_book(root)
+
+
+@pytest.mark.parametrize("text, value", [("3", 3), ("3e-4", 3e-4), ("true", True), ("[1, 2]", [1, 2]),
+                                         ('"quoted"', "quoted"), ("gpt2", "gpt2"), ("a b", "a b")])
+def test_parse_value_is_json_where_it_parses(text, value):
+    assert runner.parse_value(text) == value
+
+
+def test_parse_assignments_rejects_malformed_items():
+    assert runner.parse_assignments(["lr=3e-4", "name=x=y"]) == {"lr": 3e-4, "name": "x=y"}
+    with pytest.raises(bk.ManifestError, match="must look like name=value"):
+        runner.parse_assignments(["steps"])
+    with pytest.raises(bk.ManifestError, match="must look like name=value"):
+        runner.parse_assignments(["2x=1"])
+
+
+def test_plan_merges_profile_and_command_line_parameters(tiny):
+    (ch, params), (ch1, p1), (ch2, p2) = runner.plan(tiny, None, "smoke", {"label": "b"})
+    assert (ch.id, params) == ("00", {"x": 2, "label": "b"})
+    assert p1 == {} and (ch2.status, p2) == ("planned", {})
+    assert runner.plan(tiny, ["00"], "cpu")[0][1] == {}
+
+
+def test_plan_rejects_unknown_names_before_running(tiny):
+    with pytest.raises(bk.ManifestError, match=r"unknown parameter\(s\) steps.*00: x, label"):
+        runner.plan(tiny, ["00"], "smoke", {"steps": 1})
+    with pytest.raises(bk.ManifestError, match="unknown chapter '7'"):
+        runner.plan(tiny, ["7"], "smoke")
+    with pytest.raises(bk.ManifestError, match="unknown profile 'gpu'"):
+        runner.plan(tiny, ["00"], "gpu")
+
+
+def test_run_writes_the_results_contract(tiny, tmp_path):
+    res = runner.run(None, profile="smoke", overrides={"x": 2}, out_dir=tmp_path, book=tiny, echo=False)
+    assert json.loads((tmp_path / "results.json").read_text()) == res
+    assert res["profile"] == "smoke" and res["passed"] is False  # chapter 01 raises
+    square, boom, later = res["chapters"]
+    assert set(square) >= {"id", "slug", "notebook", "seconds", "status", "passed", "metrics", "targets", "error"}
+    assert square["status"] == "ok" and square["passed"] is True and square["error"] is None
+    assert square["metrics"] == {"y": 4.0, "offline": 1.0}
+    assert square["targets"][0] == {"metric": "y", "op": "==", "value": 4.0, "actual": 4.0, "passed": True}
+    assert square["seconds"] > 0
+    executed = nbformat.read(tmp_path / "00_square.ipynb", as_version=4)
+    assert executed.metadata["labkit"]["metrics"] == {"y": 4.0, "offline": 1.0}
+    assert "a smoke" in executed.cells[-1].outputs[0]["text"]
+    # A notebook that raises is an error with its cell and message; what it recorded is kept.
+    assert boom["status"] == "error" and boom["passed"] is False
+    assert "ValueError: bad input n" in boom["error"] and boom["metrics"] == {"y": 1.0}
+    assert later["status"] == "planned" and later["passed"] is False
+    table = runner.format_table(res)
+    assert "(not written yet)" in table and "1/2 chapters passed, 1 planned -> FAIL" in table
+
+
+def test_a_missed_target_fails_the_chapter(tiny, tmp_path):
+    res = runner.run(["00"], profile="cpu", overrides={"x": 3}, out_dir=tmp_path, book=tiny, echo=False)
+    (square,) = res["chapters"]
+    assert square["status"] == "failed" and not res["passed"]
+    assert square["targets"][0]["actual"] == 9.0 and square["targets"][0]["passed"] is False
+
+
+def test_cli_exit_codes(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(bk.ENV_ROOT, str(tiny.root))
+    assert cli.main(["run", "00", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert "1/1 chapters passed, 0 planned -> PASS" in capsys.readouterr().out
+    assert cli.main(["run", "00", "--profile", "smoke", "-p", "x=5", "--out", str(tmp_path)]) == 1
+    assert cli.main(["run", "42"]) == 2
+    assert "unknown chapter '42'" in capsys.readouterr().err
+    assert cli.main(["run", "00", "-p", "nope=1"]) == 2
+    assert cli.main(["list", "--params"]) == 0
+    out = capsys.readouterr().out
+    assert "square" in out and "x = 3" in out and "planned" in out
