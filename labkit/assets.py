@@ -27,6 +27,12 @@ ASSETS: dict[str, dict[str, str]] = {
         "hub_id": "sentence-transformers/all-MiniLM-L6-v2", "licence": "Apache-2.0",
         "kind": "encoder", "about": "all-MiniLM-L6-v2, 6-layer BERT sentence encoder, 384-d, 22.7M parameters"},
 }
+# Models the book trains itself (chapter 06 teaches the recipe); built on first use and cached.
+BUILT: dict[str, dict[str, object]] = {
+    "zh-char-bert": {"builder": "build_zh_char_bert", "defaults": {"steps": 1200},
+                     "about": "character-level Chinese BERT (4 layers, width 192) pretrained with MLM on "
+                              "the People's Daily, chapter 06's recipe"},
+}
 HUB_TO_BUNDLED = {v["hub_id"]: k for k, v in ASSETS.items()}
 TASKS = ("causal-lm", "encoder", "sequence-classification", "question-answering", "token-classification")
 _CONVERTED_MARK = ".labkit-converted"
@@ -116,6 +122,32 @@ def path(name: str) -> Path:
     return out
 
 
+def built_path(name: str, **settings) -> Path:
+    """The cache folder of a model the book builds, for given recipe settings (not built here).
+
+    >>> built_path("zh-char-bert").name
+    'zh-char-bert-steps1200'
+    """
+    if name not in BUILT:
+        raise AssetError(f"unknown built model {name!r}; built models: {', '.join(BUILT)}")
+    spec = {**BUILT[name]["defaults"], **settings}
+    return cache_dir() / (name + "-" + "-".join(f"{k}{v}" for k, v in sorted(spec.items())))
+
+
+def build(name: str, **settings) -> Path:
+    """A model the book trains itself: built once with its recipe (see `BUILT`), then cached.
+
+    >>> p = build("zh-char-bert")   # a few minutes on a CPU the first time  # doctest: +SKIP
+    """
+    from . import train
+
+    out = built_path(name, **settings)
+    if not (out / "config.json").exists():
+        print(f"labkit: building {name} ({BUILT[name]['about']}) in {out}, once")
+        getattr(train, BUILT[name]["builder"])(out, **{**BUILT[name]["defaults"], **settings})
+    return out
+
+
 def resolve(name_or_hub_id: str) -> str:
     """A bundled name becomes its local folder; a hub id is kept only when the hub is on.
 
@@ -124,6 +156,8 @@ def resolve(name_or_hub_id: str) -> str:
     """
     if name_or_hub_id in ASSETS:
         return str(path(name_or_hub_id))
+    if name_or_hub_id in BUILT:
+        return str(build(name_or_hub_id))
     if Path(name_or_hub_id).expanduser().is_dir():
         return str(Path(name_or_hub_id).expanduser())
     if env.offline():

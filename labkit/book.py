@@ -213,6 +213,17 @@ def _metrics_file() -> Path | None:
     return None
 
 
+def run_dir() -> Path:
+    """Folder of the current run (where the runner writes results.json); runs/interactive by hand.
+
+    Chapters put artefacts that later chapters read here, e.g. chapter 06's scaling runs.
+    """
+    f = _metrics_file()
+    d = f.parent if f is not None else Path.cwd() / "runs" / "interactive"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def set_chapter(chapter_id: str | None) -> None:
     """Called by `labkit.setup`: start a fresh record for this chapter."""
     _state["chapter"] = chapter_id

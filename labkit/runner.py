@@ -43,10 +43,30 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The names and defaults of a notebook's `parameters` cell (via papermill's inspector)."""
+    """The names and defaults of a notebook's `parameters` cell (via papermill's inspector).
+
+    Papermill's parser skips lines it cannot read (for instance a comment containing '='), and such
+    a parameter could then never be overridden: that is an error here, not a silent default.
+    """
+    import ast
+    import contextlib
+    import io
+
+    import nbformat
     import papermill as pm
 
-    return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        found = {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        raise bk.ManifestError(f"{notebook}: no cell tagged 'parameters'")
+    assigned = [t.id for node in ast.parse(cells[0].source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+    unparsed = [n for n in assigned if n not in found]
+    if unparsed:
+        raise bk.ManifestError(f"{notebook}: papermill cannot parse the parameter line(s) of {', '.join(unparsed)}; "
+                               "keep each on one line as `name = value  # comment` with no '=' in the comment")
+    return found
 
 
 def plan(book: bk.Book, chapters: list[str] | None, profile: str,
