@@ -11,7 +11,10 @@ query MAY attend to a key; a float mask is added to the scores. Tensors are batc
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from typing import Callable
 
 import torch
@@ -393,6 +396,20 @@ def _copy_ff_norms(ours: nn.Module, layer: nn.Module, n_norms: int) -> None:
 # What attention costs
 # ----------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _silence_fd2():
+    """Hide what C++ code writes to file descriptor 2: torch's profiler prints start/stop lines there."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def attention_cost(fn: Callable[..., torch.Tensor], n: int, head_dim: int = 64, n_heads: int = 4,
                    batch: int = 1, repeats: int = 3) -> dict[str, float]:
     """Measure one attention function `fn(q, k, v)` at sequence length n.
@@ -423,7 +440,7 @@ def attention_cost(fn: Callable[..., torch.Tensor], n: int, head_dim: int = 64, 
             times.append(time.perf_counter() - t0)
         with FlopCounterMode(display=False) as counter:
             fn(q, k, v)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _silence_fd2(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn(q, k, v)
     allocated = sum(max(e.self_cpu_memory_usage, 0) for e in prof.events())
     saved = 0

@@ -45,6 +45,20 @@ def version(pkg: str) -> str:
         return "missing"
 
 
+def default_threads() -> int:
+    """All cores, unless the machine is already busy: then half of them (at least one).
+
+    PyTorch's CPU kernels spin while they wait for their threads; when other processes hold the
+    cores, a step can run many times slower with all threads than with fewer.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] > cores
+    except OSError:  # not available on every platform
+        busy = False
+    return max(1, cores // 2) if busy else cores
+
+
 @dataclass(frozen=True)
 class Setup:
     chapter: str | None
@@ -73,7 +87,7 @@ def setup(chapter: str | None = None, seed: int = 0, threads: int | None = None,
     book.set_chapter(chapter)
     # The hub is reachable only on the gpu profile; everything else must run offline.
     set_offline(profile != "gpu")
-    threads = threads or os.cpu_count() or 1
+    threads = threads or default_threads()
     torch.set_num_threads(threads)
     seed_everything(seed)
     if device == "auto":

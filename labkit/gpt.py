@@ -27,7 +27,7 @@ _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "m
 
 @dataclass
 class GPTConfig:
-    """Size of a GPT. The defaults are a small character-level model (about 10.7M parameters).
+    """Size of a GPT. The defaults are a small character-level model (about 10.8M parameters).
 
     >>> GPTConfig(n_layer=2, n_head=2, n_embd=64).head_dim
     32
@@ -231,8 +231,9 @@ def hf_config(config: GPTConfig, attn_implementation: str = "eager"):
                       n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
                       resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
                       layer_norm_epsilon=1e-5, tie_word_embeddings=True,
-                      # GPT-2's special ids (50256) do not exist in a small vocabulary: no eos, pad 0.
-                      bos_token_id=None, eos_token_id=None, pad_token_id=0,
+                      # GPT-2's special ids (50256) do not exist in a small vocabulary. No pad id either:
+                      # generate() would take every token equal to it for padding and mask it out.
+                      bos_token_id=None, eos_token_id=None, pad_token_id=None,
                       attn_implementation=attn_implementation)
 
 
@@ -244,6 +245,7 @@ def to_hf(model: GPT, attn_implementation: str = "eager"):
     from transformers import GPT2LMHeadModel
 
     hf = GPT2LMHeadModel(hf_config(model.config, attn_implementation))
+    hf.loss_type = "ForCausalLM"  # the class name matches no loss family; say it is a causal LM (no warning)
     target = hf.state_dict()
     sd = {k: v for k, v in model.state_dict().items()}
     with torch.no_grad():
