@@ -94,8 +94,9 @@ class NGramLM:
 
     def __init__(self, order: int, smoothing: str = "kn", k: float = 1.0,
                  discount: float | Sequence[float] | None = None):
-        if not isinstance(order, int) or order < 1:
+        if not isinstance(order, (int, np.integer)) or order < 1:
             raise ValueError(f"order must be an integer >= 1, got {order!r}")
+        order = int(order)
         if smoothing not in SMOOTHINGS:
             raise ValueError(f"unknown smoothing {smoothing!r}; choose one of {', '.join(SMOOTHINGS)}")
         if smoothing == "add-k" and not k > 0:
@@ -147,9 +148,16 @@ class NGramLM:
             sel = np.flatnonzero((pos_ids[m + 1] >= 0) & real)
             _, first = np.unique(pos_ids[m + 1][sel], return_index=True)
             cont[m] = np.bincount(pos_ids[m][sel[first]], minlength=len(self.keys[m])).astype(float)
+        self.raw_counts, self.cont_counts = raw, cont
+        self._smooth()
+        return self
+
+    def _smooth(self) -> None:
+        """Per-order counts, context totals and discounts for this model's order and smoothing."""
+        n, V = self.order, self.vocab_size
         kn = self.smoothing == "kn"
-        self.counts = [None] + [cont[m] if kn and m < n else raw[m] for m in range(1, n + 1)]
-        self.raw_counts = raw
+        # Kneser-Ney: raw counts at the top order, continuation counts below it.
+        self.counts = [None] + [self.cont_counts[m] if kn and m < n else self.raw_counts[m] for m in range(1, n + 1)]
         self.ctx_total, self.ctx_types, self.discounts = [None], [None], [None]
         for m in range(1, n + 1):
             c = self.counts[m]
@@ -161,7 +169,25 @@ class NGramLM:
                 self.ctx_total.append(np.bincount(prefix, weights=c, minlength=len(self.keys[m - 1])))
                 self.ctx_types.append(np.bincount(prefix, weights=c > 0, minlength=len(self.keys[m - 1])))
             self.discounts.append(self._discount(m, c))
-        return self
+
+    def derive(self, order: int | None = None, smoothing: str | None = None, k: float | None = None,
+               discount: float | Sequence[float] | None = None) -> "NGramLM":
+        """A model of lower (or equal) order or other smoothing that reuses this model's counts.
+
+        >>> big = NGramLM(7).fit(ids, len(vocab)); trigram = big.derive(order=3)   # doctest: +SKIP
+        """
+        self._check_fitted()
+        order = self.order if order is None else order
+        if not isinstance(order, (int, np.integer)) or not 1 <= order <= self.order:
+            raise ValueError(f"derive can only lower the order: 1 <= order <= {self.order}, got {order!r}")
+        order = int(order)
+        new = NGramLM(order, smoothing or self.smoothing, self.k if k is None else k, discount)
+        new.vocab_size = self.vocab_size
+        new.keys = self.keys[:order + 1]
+        new.raw_counts = self.raw_counts[:order + 1]
+        new.cont_counts = self.cont_counts[:order] + [None]
+        new._smooth()
+        return new
 
     def _discount(self, m: int, c: np.ndarray) -> float:
         if self._fixed_discount is not None:
@@ -196,7 +222,8 @@ class NGramLM:
             raise ValueError(f"target ids must lie in 0..{V - 1}")
         Vp = V - 1  # <s> is never predicted
         if self.smoothing == "add-k":
-            return np.log(self._addk(contexts, targets, Vp))
+            with np.errstate(divide="ignore"):  # log 0 = -inf for the never-predicted <s>
+                return np.log(self._addk(contexts, targets, Vp))
         p = np.full(len(targets), 1.0 / Vp)  # order 0: uniform
         for m in range(1, n + 1):
             ctx = contexts[:, n - m:]  # the last m-1 tokens
@@ -228,6 +255,23 @@ class NGramLM:
         ctx = np.lib.stride_tricks.sliding_window_view(x[:-1], self.order - 1) if self.order > 1 \
             else np.zeros((len(ids), 0), dtype=np.int64)
         return self.logprob(ctx, ids)
+
+    def context_order(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """For each position, the highest order m whose m-1 preceding ids were seen as a context in
+        training (1 = no context seen, only unigram statistics apply; `order` = the full context).
+
+        >>> (lm.context_order(vocab.encode(held_out)) >= 4).mean()   # share with a known 3-id context  # doctest: +SKIP
+        """
+        self._check_fitted()
+        ids = np.asarray(ids, dtype=np.int64)
+        x = np.concatenate([np.full(self.order - 1, BOS, dtype=np.int64), ids])
+        out = np.ones(len(ids), dtype=np.int64)
+        for m in range(2, self.order + 1):
+            ctx = np.lib.stride_tricks.sliding_window_view(x[self.order - m:len(x) - 1], m - 1)
+            h = self._lookup(ctx)
+            seen = np.where(h >= 0, self.ctx_total[m][np.maximum(h, 0)], 0.0) > 0
+            out = np.where(seen, m, out)  # contexts nest: a seen long context has a seen shorter one
+        return out
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """P(w | context) for every id w (index 0, `<s>`, gets 0); uses the last order-1 ids of `context`."""
@@ -264,7 +308,7 @@ class Speller:
     "other" mass uniformly over all Unicode code points, so every string has a probability.
 
     >>> round(Speller(["ab", "b"]).nats("ab"), 3)
-    3.466
+    3.701
     """
 
     def __init__(self, tokens: Iterable[str]):
