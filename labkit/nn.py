@@ -195,6 +195,7 @@ def mlp_forward(x: Tensor, params: Sequence[Tensor], act: str = "relu") -> tuple
     return a, cache
 
 
+@torch.no_grad()  # the hand-written backward *is* the gradient: it needs no autograd graph of its own
 def mlp_backward(dout: Tensor, params: Sequence[Tensor], cache: list[tuple[Tensor, Tensor]],
                  act: str = "relu") -> tuple[Tensor, list[Tensor]]:
     """Backpropagation by hand: from dL/dlogits to (dL/dx, [dL/dW1, dL/db1, ...]).
@@ -349,7 +350,7 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD with momentum, dampening, Nesterov and L2 weight decay, with torch.optim.SGD's conventions.
 
-    >>> p = torch.ones(1, requires_grad=True); p.grad = torch.ones(1); SGD([p], lr=0.1).step(); p.item()
+    >>> p = torch.ones(1, requires_grad=True); p.grad = torch.ones(1); SGD([p], lr=0.1).step(); round(p.item(), 6)
     0.9
     """
 
@@ -425,7 +426,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019): p <- p (1 - lr wd) before the step.
 
-    >>> p = torch.ones(1, requires_grad=True); p.grad = torch.zeros(1); AdamW([p], lr=0.1, weight_decay=0.5).step(); p.item()
+    >>> p = torch.ones(1, requires_grad=True); p.grad = torch.zeros(1); AdamW([p], lr=0.1, weight_decay=0.5).step(); round(p.item(), 6)
     0.95
     """
 
@@ -703,6 +704,32 @@ class Recurrent(nn.Module):
         states = self.steps(x, state)
         hs = [s[0] if self.mode == "lstm" else s for s in states]
         return torch.stack(hs, dim=1), states[-1]
+
+
+def chrono_init(rnn: nn.Module, t_max: int, generator: torch.Generator | None = None) -> nn.Module:
+    """Set the gate biases of an LSTM or GRU so its memory spans 1 to t_max steps (Tallec & Ollivier 2018).
+
+    LSTM: forget-gate bias b_f = log(U(1, t_max - 1)) and input-gate bias -b_f; GRU: the update gate
+    z (which keeps the old state) gets log(U(1, t_max - 1)). Works on `Recurrent` and nn.LSTM/nn.GRU.
+    >>> lstm = chrono_init(nn.LSTM(4, 8), t_max=50); bool(lstm.bias_ih_l0[8:16].min() >= 0)
+    True
+    """
+    H = rnn.hidden_size
+    mode = getattr(rnn, "mode", type(rnn).__name__).lower()
+    if mode not in ("lstm", "gru"):
+        raise ValueError(f"chrono_init needs an LSTM or a GRU (they have gates), got {mode!r}")
+    if t_max < 3:
+        raise ValueError(f"t_max must be >= 3 (the memory range in steps), got {t_max}")
+    with torch.no_grad():
+        b = torch.log(torch.empty(H).uniform_(1.0, t_max - 1.0, generator=generator))
+        gate = slice(H, 2 * H)  # LSTM gates are i, f, g, o; GRU gates r, z, n: both want the 2nd block
+        rnn.bias_ih_l0[gate] = b
+        rnn.bias_hh_l0[gate] = 0.0
+        if mode == "lstm":
+            # A gate that keeps the old cell for ~T steps should let little new input in meanwhile.
+            rnn.bias_ih_l0[:H] = -b
+            rnn.bias_hh_l0[:H] = 0.0
+    return rnn
 
 
 class RecurrentLM(nn.Module):
