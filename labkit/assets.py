@@ -29,8 +29,8 @@ ASSETS: dict[str, dict[str, str]] = {
 }
 # Models the book trains itself (chapter 06 teaches the recipe); built on first use and cached.
 BUILT: dict[str, dict[str, object]] = {
-    "zh-char-bert": {"builder": "build_zh_char_bert", "defaults": {"steps": 1200},
-                     "about": "character-level Chinese BERT (4 layers, width 192) pretrained with MLM on "
+    "zh-char-bert": {"builder": "build_zh_char_bert", "defaults": {"steps": 1000},
+                     "about": "character-level Chinese BERT (3 layers, width 128) pretrained with MLM on "
                               "the People's Daily, chapter 06's recipe"},
 }
 HUB_TO_BUNDLED = {v["hub_id"]: k for k, v in ASSETS.items()}
@@ -126,7 +126,7 @@ def built_path(name: str, **settings) -> Path:
     """The cache folder of a model the book builds, for given recipe settings (not built here).
 
     >>> built_path("zh-char-bert").name
-    'zh-char-bert-steps1200'
+    'zh-char-bert-steps1000'
     """
     if name not in BUILT:
         raise AssetError(f"unknown built model {name!r}; built models: {', '.join(BUILT)}")

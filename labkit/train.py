@@ -340,12 +340,12 @@ def char_tokenizer(texts, min_count: int = 2, max_length: int = 128):
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
 
 
-ZH_CHAR_BERT = dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=4, intermediate_size=768,
+ZH_CHAR_BERT = dict(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=512,
                     max_position_embeddings=128)
 
 
-def build_zh_char_bert(out: str | Path, steps: int = 1500, batch_size: int = 32, lr: float = 1e-3,
-                       max_chars: int = 126, seed: int = 0, progress: bool = True) -> dict[str, float]:
+def build_zh_char_bert(out: str | Path, steps: int = 1000, batch_size: int = 32, lr: float = 1e-3,
+                       max_chars: int = 62, seed: int = 0, progress: bool = True) -> dict[str, float]:
     """Pretrain a small character-level Chinese BERT (MLM) on the People's Daily text and save it.
 
     The last 5% of the sentences are held out to measure MLM accuracy. Chapter 06 teaches this
