@@ -246,19 +246,23 @@ def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_
     return inputs, labels
 
 
+def _masked_batch(rows: list[list[int]], tokenizer, generator: torch.Generator, mlm_prob: float):
+    """Pad rows to the longest (dynamic padding), then mask them: a model-ready dict."""
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+    inputs, labels = mask_tokens(ids, tokenizer.mask_token_id, len(tokenizer), special, generator, mlm_prob)
+    return {"input_ids": inputs, "attention_mask": (ids != pad).long(), "labels": labels}
+
+
 def mlm_batches(encoded: list[list[int]], tokenizer, batch_size: int, generator: torch.Generator,
                 mlm_prob: float = 0.15):
     """Endless random batches of dynamically masked, dynamically padded sequences."""
-    pad = tokenizer.pad_token_id
     while True:
         rows = [encoded[i] for i in torch.randint(len(encoded), (batch_size,), generator=generator).tolist()]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-        special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
-        inputs, labels = mask_tokens(ids, tokenizer.mask_token_id, len(tokenizer), special, generator, mlm_prob)
-        yield {"input_ids": inputs, "attention_mask": (ids != pad).long(), "labels": labels}
+        yield _masked_batch(rows, tokenizer, generator, mlm_prob)
 
 
 def train_mlm(model, tokenizer, encoded: list[list[int]], steps: int, batch_size: int = 32,
@@ -297,16 +301,10 @@ def mlm_accuracy(model, tokenizer, encoded: list[list[int]], batch_size: int = 6
     g = torch.Generator().manual_seed(seed)
     model.eval()
     correct = total = 0
-    pad = tokenizer.pad_token_id
     for i in range(0, len(encoded), batch_size):
-        rows = encoded[i:i + batch_size]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        for j, r in enumerate(rows):
-            ids[j, :len(r)] = torch.tensor(r)
-        special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
-        inputs, labels = mask_tokens(ids, tokenizer.mask_token_id, len(tokenizer), special, g, mlm_prob)
-        logits = model(input_ids=inputs, attention_mask=(ids != pad).long()).logits
+        batch = _masked_batch(encoded[i:i + batch_size], tokenizer, g, mlm_prob)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
         m = labels != -100
         correct += (logits.argmax(-1)[m] == labels[m]).sum().item()
         total += m.sum().item()
