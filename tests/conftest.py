@@ -16,3 +16,25 @@ os.environ.pop("LABKIT_METRICS_FILE", None)
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: tiny models decode token by token, and on a busy machine
+    extra threads only spin and wait."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """SmolLM2's tokenizer (the bundled chat model's)."""
+    from transformers import AutoTokenizer
+
+    from labkit import assets
+
+    return AutoTokenizer.from_pretrained(assets.path("smollm2-135m-instruct"))

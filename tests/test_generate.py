@@ -10,22 +10,7 @@ from transformers.generation.logits_process import (RepetitionPenaltyLogitsProce
 from labkit import generate as G
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models decode token by token: on a busy machine, extra threads only spin and wait.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    from transformers import AutoTokenizer
-
-    from labkit import assets
-
-    return AutoTokenizer.from_pretrained(assets.path("smollm2-135m-instruct"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

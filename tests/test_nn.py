@@ -10,13 +10,7 @@ from labkit import nn as L
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tensors are tiny: one thread avoids thread start-up and contention costs.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread avoids contention
 
 
 @pytest.mark.parametrize("name", list(L.ACTIVATIONS))
