@@ -75,9 +75,7 @@ class TrainConfig:
     """Everything a training run depends on; stored in every checkpoint."""
     batch_size: int = 12
     block_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.99)
+    lr: float = 1e-3  # peak; the optimizer (built by the caller) holds weight decay and betas
     warmup: float = 0.05  # fraction of the run
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
