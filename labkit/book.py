@@ -62,6 +62,7 @@ class Chapter:
     minutes: dict[str, float] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+    terms: dict[str, str] = field(default_factory=dict)  # key terms, English -> Chinese
 
     @property
     def name(self) -> str:
@@ -159,11 +160,15 @@ def parse_book(data: dict[str, Any], root: Path) -> Book:
                                     f"profiles are {', '.join(profiles)}")
         targets = {p: tuple(_parse_target(t, f"{where} targets.{p}") for t in ts)
                    for p, ts in (raw.get("targets") or {}).items()}
+        terms = raw.get("terms") or {}
+        if not isinstance(terms, dict) or not all(isinstance(v, str) for v in terms.values()):
+            raise ManifestError(f'{where}: terms must map English to Chinese, e.g. terms = {{ perplexity = "困惑度" }}')
         chapters.append(Chapter(
             id=str(raw["id"]), slug=raw["slug"], title=raw["title"], notebook=raw["notebook"],
             status=status, title_zh=raw.get("title_zh", ""), seeds=tuple(raw.get("seeds", ())),
             minutes={k: float(v) for k, v in (raw.get("minutes") or {}).items()},
-            params={k: dict(v) for k, v in (raw.get("params") or {}).items()}, targets=targets))
+            params={k: dict(v) for k, v in (raw.get("params") or {}).items()}, targets=targets,
+            terms=dict(terms)))
     return Book(root=root, title=meta["title"], version=str(meta["version"]), profiles=profiles,
                 chapters=tuple(chapters), title_zh=meta.get("title_zh", ""))
 

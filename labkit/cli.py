@@ -41,9 +41,17 @@ def update_readme(book: bk.Book, check: bool = False) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import runner
 
-    overrides = runner.parse_assignments(args.param)
-    results = runner.run(args.chapters or None, profile=args.profile, overrides=overrides,
-                         out_dir=args.out, echo=True)
+    spec = runner.read_params_file(args.file) if args.file else {"profile": None, "chapters": None,
+                                                                  "all": {}, "per_chapter": {}}
+    profile = args.profile or spec["profile"] or bk.DEFAULT_PROFILE
+    overrides = {**spec["all"], **runner.parse_assignments(args.param)}
+    results = runner.run(args.chapters or spec["chapters"] or None, profile=profile, overrides=overrides,
+                         out_dir=args.out, echo=True, chapter_overrides=spec["per_chapter"])
+    if args.report:
+        from .report import write_report
+
+        for path in write_report([Path(args.out or bk.load_book().root / "runs" / profile)]):
+            print(f"report: {path}")
     return 0 if results["passed"] else 1
 
 
@@ -86,16 +94,49 @@ def _cmd_readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    book = bk.load_book()
+    dirs = [Path(d) for d in args.run_dirs] or [book.root / "runs" / bk.DEFAULT_PROFILE]
+    for path in write_report(dirs, out=Path(args.out) if args.out else None, book=book):
+        print(f"report: {path}")
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from .site import build_site
+
+    book = bk.load_book()
+    run_dir = Path(args.run_dir) if args.run_dir else book.root / "runs" / bk.DEFAULT_PROFILE
+    out = Path(args.out) if args.out else book.root / "build" / "html"
+    index = build_site(run_dir, out, book=book, js_dir=Path(args.js) if args.js else None)
+    print(f"HTML book: {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labkit", description="Run and check the LLM lab book.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute chapters with papermill and check their targets")
     r.add_argument("chapters", nargs="*", help="chapter ids or slugs (default: all)")
-    r.add_argument("--profile", default=bk.DEFAULT_PROFILE, help="smoke, cpu (default) or gpu")
+    r.add_argument("--profile", default=None, help="smoke, cpu (default) or gpu")
     r.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="override a notebook parameter (JSON value where it parses), repeatable")
+    r.add_argument("-f", "--file", metavar="PARAMS.yaml",
+                   help="a parameters file: profile, chapters, parameters for all and per chapter")
     r.add_argument("--out", help="output folder (default: runs/<profile>)")
+    r.add_argument("--report", action="store_true", help="write report.md and report.html in the output folder")
     r.set_defaults(fn=_cmd_run)
+    rp = sub.add_parser("report", help="metrics against targets, minutes, machine: report.md and report.html")
+    rp.add_argument("run_dirs", nargs="*", help="run folders (default: runs/cpu); several make a class summary")
+    rp.add_argument("--out", help="folder for the report (default: the run folder, or the first one's parent)")
+    rp.set_defaults(fn=_cmd_report)
+    bb = sub.add_parser("book", help="build the static HTML book from a run's executed notebooks")
+    bb.add_argument("run_dir", nargs="?", help="run folder with executed notebooks (default: runs/cpu)")
+    bb.add_argument("--out", help="output folder (default: build/html)")
+    bb.add_argument("--js", help="folder with MathJax, require.js and the widget manager (default: .venv/share/labkit-js)")
+    bb.set_defaults(fn=_cmd_book)
     ls = sub.add_parser("list", help="list chapters with status and minutes per profile")
     ls.add_argument("--params", action="store_true", help="also show each chapter's parameters")
     ls.set_defaults(fn=_cmd_list)

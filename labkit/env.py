@@ -106,6 +106,28 @@ def setup(chapter: str | None = None, seed: int = 0, threads: int | None = None,
     return info
 
 
+def machine() -> dict[str, str | int | float]:
+    """What a run ran on: OS, CPU, cores, memory, GPU, and the versions that shape its numbers."""
+    import platform
+
+    info: dict[str, str | int | float] = {"platform": platform.platform(), "processor": platform.machine(),
+                                          "cores": os.cpu_count() or 1, "python": platform.python_version()}
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages * size / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    for pkg in ("torch", "transformers", "datasets", "peft", "labkit"):
+        info[pkg] = version(pkg)
+    try:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # noqa: BLE001 - a machine without torch still gets a report
+        info["gpu"] = "unknown"
+    return info
+
+
 def doctor() -> list[tuple[bool, str]]:
     """Check the machine for the book: each line is (ok, message). The CLI prints [OK]/[FAIL]."""
     checks: list[tuple[bool, str]] = []

@@ -70,14 +70,29 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 
 
 def plan(book: bk.Book, chapters: list[str] | None, profile: str,
-         overrides: dict[str, Any] | None = None) -> list[tuple[bk.Chapter, dict[str, Any]]]:
-    """Resolve chapters and the parameters each one gets; every name is checked before anything runs."""
+         overrides: dict[str, Any] | None = None,
+         chapter_overrides: dict[str, dict[str, Any]] | None = None) -> list[tuple[bk.Chapter, dict[str, Any]]]:
+    """Resolve chapters and the parameters each one gets; every name is checked before anything runs.
+
+    Precedence, lowest first: the notebook's defaults, `params.<profile>` in book.toml,
+    `overrides` (given to every selected chapter that has the parameter), `chapter_overrides`
+    (one chapter's parameters, keyed by chapter id or slug).
+    """
     book.profile(profile)
     selected = [book.chapter(c) for c in chapters] if chapters else list(book.chapters)
     overrides = overrides or {}
+    per_chapter: dict[str, dict[str, Any]] = {}
+    for key, values in (chapter_overrides or {}).items():
+        ch = book.chapter(key)
+        if ch not in selected:
+            raise bk.ManifestError(f"parameters are given for chapter {ch.id} ({ch.slug}), which is not selected; "
+                                   f"selected: {', '.join(c.id for c in selected)}")
+        per_chapter[ch.id] = {**per_chapter.get(ch.id, {}), **values}
     out, unused, known = [], set(overrides), {}
     for ch in selected:
         if ch.status == "planned":
+            if ch.id in per_chapter:
+                raise bk.ManifestError(f"chapter {ch.id} ({ch.slug}) is planned, not written: it takes no parameters")
             out.append((ch, {}))
             continue
         nb = book.root / ch.notebook
@@ -89,13 +104,66 @@ def plan(book: bk.Book, chapters: list[str] | None, profile: str,
         if bad:
             raise bk.ManifestError(f"book.toml, chapter {ch.id}, params.{profile}: unknown parameter(s) "
                                    f"{', '.join(bad)}; valid parameters: {', '.join(valid) or '(none)'}")
+        bad = sorted(set(per_chapter.get(ch.id, {})) - set(valid))
+        if bad:
+            raise bk.ManifestError(f"chapter {ch.id} ({ch.slug}) has no parameter(s) {', '.join(bad)}; "
+                                   f"valid parameters: {', '.join(valid) or '(none)'}")
         unused -= set(valid)
-        params = {**ch.params_for(profile), **{k: v for k, v in overrides.items() if k in valid}}
+        params = {**ch.params_for(profile), **{k: v for k, v in overrides.items() if k in valid},
+                  **per_chapter.get(ch.id, {})}
         out.append((ch, params))
     if unused:
         listing = "; ".join(f"{cid}: {', '.join(v) or '(none)'}" for cid, v in known.items())
         raise bk.ManifestError(f"unknown parameter(s) {', '.join(sorted(unused))} for the selected "
                                f"chapter(s); valid parameters: {listing or '(no written chapter selected)'}")
+    return out
+
+
+PARAMS_FILE_KEYS = ("profile", "chapters", "all")
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """A teacher's parameters file (YAML), checked: {profile, chapters, all, per_chapter}.
+
+    The file looks like this (every key optional)::
+
+        profile: cpu              # smoke, cpu or gpu
+        chapters: ["01", "05"]    # default: the whole book
+        all:                      # given to every selected chapter that has the parameter
+          seed: 1
+        "05":                     # one chapter's parameters (id or slug)
+          epochs: 3
+    """
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise bk.ManifestError(f"parameters file not found: {file}") from None
+    except yaml.YAMLError as e:
+        raise bk.ManifestError(f"{file} is not valid YAML: {e}") from None
+    data = data if data is not None else {}
+    if not isinstance(data, dict):
+        raise bk.ManifestError(f"{file}: expected a mapping with keys {', '.join(PARAMS_FILE_KEYS)} "
+                               f"or chapter ids, got {type(data).__name__}")
+    out: dict[str, Any] = {"profile": data.get("profile"), "chapters": data.get("chapters"),
+                           "all": data.get("all") or {}, "per_chapter": {}}
+    if out["profile"] is not None and not isinstance(out["profile"], str):
+        raise bk.ManifestError(f"{file}: profile must be a name such as cpu, got {out['profile']!r}")
+    if out["chapters"] is not None:
+        if not isinstance(out["chapters"], list):
+            raise bk.ManifestError(f'{file}: chapters must be a list such as ["01", "05"], got {out["chapters"]!r}')
+        out["chapters"] = [str(c) for c in out["chapters"]]
+    for key, value in data.items():
+        if key in PARAMS_FILE_KEYS:
+            continue
+        if not isinstance(value, dict):
+            raise bk.ManifestError(f"{file}: {key!r} must map parameter names to values; top-level keys are "
+                                   f"{', '.join(PARAMS_FILE_KEYS)} or a chapter id (quote it: \"05\")")
+        out["per_chapter"][str(key)] = value
+    if not isinstance(out["all"], dict):
+        raise bk.ManifestError(f"{file}: all must map parameter names to values")
     return out
 
 
@@ -155,14 +223,16 @@ def _stamp(nb_path: Path, entry: dict[str, Any], profile: str) -> None:
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
-    nb.metadata["labkit"] = {"profile": profile, "metrics": entry["metrics"], "targets": entry["targets"],
-                             "status": entry["status"], "seconds": entry["seconds"]}
+    nb.metadata["labkit"] = {"profile": profile, "id": entry["id"], "slug": entry["slug"],
+                             "metrics": entry["metrics"], "targets": entry["targets"], "status": entry["status"],
+                             "seconds": entry["seconds"], "error": entry["error"], "parameters": entry["parameters"]}
     nbformat.write(nb, nb_path)
 
 
 def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
         overrides: dict[str, Any] | None = None, out_dir: str | Path | None = None,
-        book: bk.Book | None = None, echo: bool = True) -> dict[str, Any]:
+        book: bk.Book | None = None, echo: bool = True,
+        chapter_overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run chapters on a profile; write executed notebooks and results.json under `out_dir`.
 
     >>> res = run(["00"], profile="smoke", out_dir="runs/smoke")   # doctest: +SKIP
@@ -170,10 +240,11 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
     True
     """
     book = book or bk.load_book()
-    todo = plan(book, chapters, profile, overrides)
+    todo = plan(book, chapters, profile, overrides, chapter_overrides)
     out = Path(out_dir or book.root / "runs" / profile)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"profile": profile, "passed": False, "chapters": []}
+    results: dict[str, Any] = {"profile": profile, "passed": False, "machine": env.machine(),
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "chapters": []}
     for ch, params in todo:
         if echo and ch.status != "planned":
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())

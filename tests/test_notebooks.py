@@ -27,12 +27,45 @@ def test_notebooks_are_stored_clean(root):
     assert listed == {p.name for p in (root / "notebooks").glob("*.ipynb")}, "book.toml and notebooks/ disagree"
 
 
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    """One run folder for every chapter's smoke run: the HTML book and the report are built from it."""
+    return tmp_path_factory.mktemp("smoke_run")
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("chapter", WRITTEN, ids=[c.name for c in WRITTEN])
-def test_chapter_passes_on_smoke(chapter, tmp_path):
-    res = runner.run([chapter.id], profile="smoke", out_dir=tmp_path, book=BOOK, echo=False)
+def test_chapter_passes_on_smoke(chapter, smoke_dir):
+    res = runner.run([chapter.id], profile="smoke", out_dir=smoke_dir, book=BOOK, echo=False)
     (entry,) = res["chapters"]
     assert entry["status"] != "error", f"{chapter.name} raised: {entry['error']}"
     assert entry["passed"], runner.format_table(res)
     assert entry["metrics"], "the chapter recorded nothing"
-    assert json.loads((tmp_path / "results.json").read_text())["passed"] is True
+    assert json.loads((smoke_dir / "results.json").read_text())["passed"] is True
+
+
+@pytest.mark.notebook
+def test_html_book_and_report_from_the_smoke_run(smoke_dir, tmp_path):
+    """After the smoke runs above: every executed chapter has its page, with all its figures, no CDN."""
+    import re
+
+    from labkit import report, site
+
+    if not any(smoke_dir.glob("*.ipynb")):  # this test alone: run one chapter first
+        runner.run(["00"], profile="smoke", out_dir=smoke_dir, book=BOOK, echo=False)
+    md, page = report.write_report([smoke_dir], book=BOOK)
+    index = site.build_site(smoke_dir, tmp_path / "html", book=BOOK)
+    text = md.read_text()
+    executed = [c for c in BOOK.chapters if (smoke_dir / f"{c.name}.ipynb").is_file()]
+    for ch in executed:
+        nb = nbformat.read(smoke_dir / f"{ch.name}.ipynb", as_version=4)
+        figures = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        html = (index.parent / f"{ch.name}.html").read_text()
+        assert html.count("data:image/png;base64") >= figures, f"{ch.name}: figures missing from its page"
+        assert f"{ch.name}.html" in index.read_text()
+        assert f"### {ch.id} {ch.title}" in text
+        # No script, stylesheet or module is loaded from another host: the book reads offline.
+        remote = re.findall(r'(?:src|href)="(https?://[^"]+)"|import\("(https?://[^"]+)"\)', html)
+        assert not remote, f"{ch.name}: remote loads {remote[:3]}"
+        assert "_static/mathjax/MathJax.js" in html
+    assert (index.parent / "report.html").is_file() and "minutes per chapter" in page.read_text()

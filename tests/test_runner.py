@@ -134,3 +134,61 @@ def test_cli_exit_codes(tiny, tmp_path, monkeypatch, capsys):
     assert cli.main(["list", "--params"]) == 0
     out = capsys.readouterr().out
     assert "square" in out and "x = 3" in out and "planned" in out
+
+
+def test_params_file_gives_per_chapter_parameters(tiny, tmp_path):
+    f = tmp_path / "class.yaml"
+    f.write_text('profile: smoke\nchapters: ["00", "01"]\nall:\n  label: b\n"01":\n  n: 5\nsquare:\n  x: 4\n')
+    spec = runner.read_params_file(f)
+    assert spec == {"profile": "smoke", "chapters": ["00", "01"], "all": {"label": "b"},
+                    "per_chapter": {"01": {"n": 5}, "square": {"x": 4}}}
+    plan = runner.plan(tiny, spec["chapters"], "smoke", spec["all"], spec["per_chapter"])
+    assert [p for _, p in plan] == [{"x": 4, "label": "b"}, {"n": 5}]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- 1\n- 2\n", "expected a mapping"),
+    ("profile: [cpu]\n", "profile must be a name"),
+    ("chapters: 00\n", "chapters must be a list"),
+    ('"00": 3\n', "must map parameter names to values"),
+    ("all: {x: [1\n", "not valid YAML"),
+])
+def test_params_file_errors_are_clear(tmp_path, text, message):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(bk.ManifestError, match=message):
+        runner.read_params_file(f)
+    with pytest.raises(bk.ManifestError, match="not found"):
+        runner.read_params_file(tmp_path / "missing.yaml")
+
+
+def test_params_file_names_are_checked(tiny):
+    with pytest.raises(bk.ManifestError, match=r"chapter 00 \(square\) has no parameter\(s\) steps"):
+        runner.plan(tiny, ["00"], "smoke", {}, {"00": {"steps": 1}})
+    with pytest.raises(bk.ManifestError, match="not selected"):
+        runner.plan(tiny, ["00"], "smoke", {}, {"01": {"n": 1}})
+    with pytest.raises(bk.ManifestError, match="planned, not written"):
+        runner.plan(tiny, None, "smoke", {}, {"02": {"n": 1}})
+
+
+def test_report_of_one_run_and_of_a_class(tiny, tmp_path, monkeypatch, capsys):
+    from labkit import report
+
+    monkeypatch.setenv(bk.ENV_ROOT, str(tiny.root))
+    f = tmp_path / "p.yaml"
+    f.write_text("chapters: ['00']\nsquare:\n  x: 2\n")
+    alice, bob = tmp_path / "class" / "alice", tmp_path / "class" / "bob"
+    assert cli.main(["run", "-f", str(f), "--profile", "smoke", "--out", str(alice), "--report"]) == 0
+    assert "report:" in capsys.readouterr().out
+    assert cli.main(["run", "00", "--profile", "smoke", "-p", "x=3", "--out", str(bob)]) == 1
+    res = json.loads((alice / "results.json").read_text())
+    assert res["machine"]["cores"] >= 1 and res["machine"]["torch"] != "missing"
+    md = (alice / "report.md").read_text()
+    assert "| `y` | 4 | == 4 | met |" in md and "平方" in md and (alice / "report_files" / "minutes_0.png").is_file()
+    paths = report.write_report([alice, bob], book=tiny)
+    summary = paths[0].read_text()
+    assert paths[0].parent == tmp_path / "class"
+    assert "## Class summary" in summary and "| alice | 2/2" in summary and "| bob | 1/2" in summary
+    assert "<table>" in paths[1].read_text() and "**missed**" in summary
+    with pytest.raises(bk.ManifestError, match="run folder not found"):
+        report.collect(tmp_path / "nope", tiny)
