@@ -50,10 +50,20 @@ def _book(**chapter):
     ({"targets": {"cpu": [{"metric": "a", "op": ">="}]}}, "exactly the keys"),
     ({"params": {"tpu": {"n": 1}}}, r"params for unknown profile\(s\) \['tpu'\]"),
     ({"status": "done"}, "status 'done' is not one of"),
+    ({"terms": ["perplexity"]}, "terms must map English to Chinese"),
+    ({"terms": {"perplexity": 1}}, "terms must map English to Chinese"),
 ])
 def test_malformed_manifest_fails_with_a_clear_message(chapter, message):
     with pytest.raises(bk.ManifestError, match=message):
         bk.parse_book(_book(**chapter), Path("."))
+
+
+def test_every_chapter_has_bilingual_key_terms(root):
+    book = bk.load_book(root)
+    for ch in book.chapters:
+        assert ch.title_zh and len(ch.terms) >= 3, f"chapter {ch.id}: title_zh and at least 3 key terms"
+        assert all(any("\u4e00" <= c <= "\u9fff" for c in zh) for zh in ch.terms.values()), ch.id
+    assert bk.parse_book(_book(terms={"perplexity": "困惑度"}), Path(".")).chapters[0].terms == {"perplexity": "困惑度"}
 
 
 def test_duplicate_ids_and_missing_keys_are_rejected():
