@@ -192,3 +192,15 @@ def test_report_of_one_run_and_of_a_class(tiny, tmp_path, monkeypatch, capsys):
     assert "<table>" in paths[1].read_text() and "**missed**" in summary
     with pytest.raises(bk.ManifestError, match="run folder not found"):
         report.collect(tmp_path / "nope", tiny)
+
+
+def test_the_readme_params_file_example_plans(root, tmp_path):
+    """The teacher's example in README.md is a valid parameters file for the real book."""
+    import re
+
+    text = (root / "README.md").read_text()
+    example = re.search(r"```yaml\n(# class-a.yaml.*?)```", text, re.S).group(1)
+    (tmp_path / "class-a.yaml").write_text(example)
+    spec = runner.read_params_file(tmp_path / "class-a.yaml")
+    plan = runner.plan(bk.load_book(root), spec["chapters"], spec["profile"], spec["all"], spec["per_chapter"])
+    assert [c.id for c, _ in plan] == ["00", "05"] and plan[1][1]["train_steps"] == 300
