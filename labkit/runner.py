@@ -1,9 +1,10 @@
 """Execute chapters with papermill on a profile, and write `results.json`.
 
 The contract of `results.json`:
-    {"profile": P, "passed": bool, "chapters": [{"id", "slug", "notebook", "seconds", "status",
-     "passed", "metrics": {name: number}, "targets": [{"metric", "op", "value", "actual", "passed"}],
-     "error"}]}
+    {"profile": P, "passed": bool, "machine": {platform, cores, memory_gib, gpu, versions...},
+     "started": time, "chapters": [{"id", "slug", "notebook", "seconds", "status", "passed",
+     "metrics": {name: number}, "targets": [{"metric", "op", "value", "actual", "passed"}],
+     "error", "parameters"}]}
 with status one of "ok" (ran, every target met), "failed" (ran, a target missed), "error" (the
 notebook raised) or "planned" (not written yet; never passed).
 """
