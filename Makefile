@@ -65,10 +65,10 @@ system:
 	else echo "note: not root with apt-get: install $(APT_PKGS) yourself for chapter 13's Bible corpus and the browser test"; fi
 
 test: $(STAMP) $(JS)/.installed
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --doctest-modules labkit tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not notebook"
+	$(BIN)/python -m pytest --doctest-modules labkit tests -m "not notebook"
 
 run: $(STAMP)
 	$(BIN)/labkit run $(CH) --profile $(PROFILE) $(if $(OUT),--out $(OUT)) --report

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import bz2
+import csv
 import importlib.resources
 import json
 import os
@@ -17,6 +18,10 @@ from typing import Any
 
 class DataError(ValueError):
     """An unknown data set, or its package is missing."""
+
+
+class EvalFileError(ValueError):
+    """A reader's own labelled file that cannot be used; the message names the problem and the fix."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ CARDS: dict[str, Card] = {c.name: c for c in (
     Card("countries", "countryinfo package data (from the mledoze/countries project)", "MIT (countryinfo), ODbL data",
          "about 250 countries: capital, region, population, area, borders, languages, translations",
          (("countryinfo", "data"),)),
+    Card("dialogues", "chatterbot-corpus: hand-written conversations in YAML files, one file per topic "
+         "(greetings, AI, trivia, tech support, ...)", "BSD-3-Clause (chatterbot-corpus)",
+         "2,306 English and 552 Chinese (prompt, reply) turns; columns language, category, prompt, reply",
+         (("chatterbot_corpus", "data/english"), ("chatterbot_corpus", "data/chinese"))),
     Card("digits", "scikit-learn load_digits: UCI optical recognition of handwritten digits, 8x8 images",
          "CC BY 4.0 (UCI)", "1,797 images 8x8 (values 0-16), label 0-9; 80/20 stratified split",
          (("sklearn.datasets", "data/digits.csv.gz"),)),
@@ -97,8 +106,10 @@ def source_files(name: str) -> list[Path]:
 def card(name: str) -> str:
     """Print and return the data card (source, licence, size) of a bundled data set.
 
-    >>> card("simlex999")                 # doctest: +ELLIPSIS
-    'simlex999: 999 English word pairs...'
+    >>> _ = card("simlex999")
+    simlex999: 999 English word pairs with human similarity scores (0-10)
+      source: gensim test data: SimLex-999 (Hill, Reichart & Korhonen 2015)
+      licence: CC BY 4.0
     """
     text = str(_check(name))
     print(text)
@@ -213,12 +224,29 @@ def _read(name: str) -> dict[str, list] | dict[str, dict[str, list]]:
         return _pairs(name, "\t")
     if name == "countries":
         return _countries()
+    if name == "dialogues":
+        return _dialogues()
     if name == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
         return {"image": d.images.astype("float32").tolist(), "label": d.target.tolist()}
     raise DataError(f"no reader for {name!r}")  # pragma: no cover - CARDS and _read stay in step
+
+
+def _dialogues() -> dict[str, list]:
+    import yaml
+
+    out: dict[str, list] = {"language": [], "category": [], "prompt": [], "reply": []}
+    for folder, language in zip(source_files("dialogues"), ("en", "zh")):
+        for f in sorted(folder.glob("*.yml")):
+            for turns in yaml.safe_load(f.read_text(encoding="utf-8")).get("conversations") or []:
+                if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+                    continue  # one trivia entry is a bare string, not a list of turns
+                for prompt, reply in zip(turns, turns[1:]):  # every turn answers the one before
+                    for k, v in zip(out, (language, f.stem, prompt.strip(), reply.strip())):
+                        out[k].append(v)
+    return out
 
 
 def _countries() -> dict[str, list]:
@@ -303,3 +331,51 @@ def _split(ds, name: str, seed: int):
         out["test"] = ds.select(sorted(rest))
     return datasets.DatasetDict(out)
 
+
+# --- the reader's own labelled file -------------------------------------------------------------
+
+def read_labelled_csv(path: str | Path) -> tuple[list[str], list[int]]:
+    """Texts and 0/1 labels from a UTF-8 CSV file with the header `text,label` (1 = positive, 0 = negative).
+
+    The reader's own data in chapters 07 and 14 (`eval_csv`). A file that cannot be used raises
+    `EvalFileError` with the line numbers a spreadsheet shows and what to change.
+
+    >>> texts, labels = read_labelled_csv("my_reviews.csv")     # doctest: +SKIP
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise EvalFileError(f"eval_csv: no file at {str(p)!r}; give the path of a CSV with columns text,label")
+    try:
+        # utf-8-sig: spreadsheet programs often save a byte-order mark that would glue onto 'text'.
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise EvalFileError(f"eval_csv: {p.name} is not UTF-8 text ({e.reason}); save it as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise EvalFileError(f"eval_csv: {p.name} is not a readable CSV ({e})") from None
+    missing = [c for c in ("text", "label") if c not in columns]
+    if missing:
+        raise EvalFileError(f"eval_csv: {p.name} lacks column(s) {missing}; found columns {columns}. "
+                            "The first line must be the header text,label")
+    if not rows:
+        raise EvalFileError(f"eval_csv: {p.name} has a header but no rows; add at least one text,label line")
+    texts, labels, bad_labels, empty = [], [], [], []
+    for i, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them (header = 1)
+        row = {(k or "").strip(): v for k, v in row.items()}
+        text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+        if not text:
+            empty.append(i)
+        if label not in ("0", "1", "0.0", "1.0"):
+            bad_labels.append((i, label))
+        else:
+            labels.append(int(float(label)))
+        texts.append(text)
+    if bad_labels:
+        shown = ", ".join(f"line {i}: {v!r}" for i, v in bad_labels[:5])
+        raise EvalFileError(f"eval_csv: labels must be 0 (negative) or 1 (positive); {len(bad_labels)} "
+                            f"bad label(s), e.g. {shown}")
+    if empty:
+        raise EvalFileError(f"eval_csv: {len(empty)} row(s) with an empty text, e.g. line(s) {empty[:5]}")
+    return texts, labels

@@ -78,7 +78,7 @@ def setup(chapter: str | None = None, seed: int = 0, threads: int | None = None,
     """Prepare a chapter: profile, seeds, threads, device, hub switch, and one summary line.
 
     >>> s = labkit.setup(chapter="00", seed=0)      # doctest: +SKIP
-    >>> s.device
+    >>> s.device  # doctest: +SKIP
     'cpu'
     """
     import torch

@@ -7,7 +7,6 @@ Chapters 08 and 14 reuse these functions.
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ def load_classifier(name_or_path: str, num_labels: int = 2):
     folder, or a hub id (gpu profile); `labkit.assets` resolves it so offline errors are clear.
 
     >>> model, tok = load_classifier("minilm-l6", num_labels=2)      # doctest: +SKIP
-    >>> model.config.num_labels
+    >>> model.config.num_labels  # doctest: +SKIP
     2
     """
     from . import assets
@@ -153,7 +152,7 @@ def train_classifier(model, tokenizer, train_texts, train_labels, cfg: FinetuneC
     epochs without a better validation loss and the best weights are put back.
 
     >>> hist = train_classifier(model, tok, ["good", "bad"], [1, 0], FinetuneConfig(epochs=1))  # doctest: +SKIP
-    >>> len(hist.train_loss)
+    >>> len(hist.train_loss)  # doctest: +SKIP
     1
     """
     from tqdm.auto import tqdm
@@ -272,7 +271,7 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_mo
     """Wrap `model` with LoRA adapters (peft); the base weights are frozen, the head stays trainable.
 
     >>> lm = add_lora(model, r=8, target_modules=["query", "value"])   # doctest: +SKIP
-    >>> lm.print_trainable_parameters()
+    >>> lm.print_trainable_parameters()  # doctest: +SKIP
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -313,35 +312,3 @@ def accuracy_f1(y_true, y_pred) -> tuple[float, float]:
     return float(accuracy_score(y_true, y_pred)), float(f1_score(y_true, y_pred, average="macro"))
 
 
-def read_labelled_csv(path: str | Path, num_labels: int | None = None) -> tuple[list[str], list[int]]:
-    """Texts and integer labels from a CSV file with a header `text,label`.
-
-    >>> texts, labels = read_labelled_csv("my_reviews.csv")          # doctest: +SKIP
-    """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FinetuneError(f"eval file {str(p)!r} not found; give a CSV file with columns text,label")
-    try:
-        with p.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-            header = rows and list(rows[0].keys())
-    except UnicodeDecodeError as e:
-        raise FinetuneError(f"{p} is not UTF-8 text ({e}); save it as UTF-8 CSV") from None
-    if not rows:
-        raise FinetuneError(f"{p} has no data rows; it needs a header line `text,label` and one row per example")
-    if "text" not in header or "label" not in header:
-        raise FinetuneError(f"{p} must have columns 'text' and 'label'; found {header}")
-    texts, labels = [], []
-    for i, row in enumerate(rows, start=2):
-        try:
-            lab = int(str(row["label"]).strip())
-        except ValueError:
-            raise FinetuneError(f"{p} line {i}: label {row['label']!r} is not an integer "
-                                f"(use 0 = negative, 1 = positive)") from None
-        if num_labels is not None and not 0 <= lab < num_labels:
-            raise FinetuneError(f"{p} line {i}: label {lab} outside 0..{num_labels - 1}")
-        if not (row["text"] or "").strip():
-            raise FinetuneError(f"{p} line {i}: empty text")
-        texts.append(row["text"])
-        labels.append(lab)
-    return texts, labels

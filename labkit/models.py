@@ -18,7 +18,7 @@ def encode_sentences(texts: Sequence[str], model, tokenizer, batch_size: int = 6
     """Sentence embeddings by mean pooling over tokens (padding excluded), as all-MiniLM does.
 
     >>> model, tok = labkit.assets.load_model("minilm-l6", task="encoder")   # doctest: +SKIP
-    >>> encode_sentences(["a cat", "a dog"], model, tok).shape
+    >>> encode_sentences(["a cat", "a dog"], model, tok).shape  # doctest: +SKIP
     torch.Size([2, 384])
     """
     import torch

@@ -7,8 +7,6 @@
   p-value for two target sets and two attribute sets of vectors;
 - `integrated_gradients`, `attention_rollout`, `occlusion`: three explanations of one prediction
   (IG is checked against captum and for completeness: attributions sum to f(x) - f(baseline));
-- `generate_batch`: greedy chat answers for many prompts at once (left padding), for the
-  closed-book and retrieval-augmented answers of the hallucination section;
 - `PowerLawFit`, `fit_power_law`, `scaling_study`: a power law L(x) = a (x / x0)^(-alpha) fitted
   with `scipy.optimize.curve_fit`, its covariance-based extrapolation band, and a small scaling
   study of the book's GPT (the kind chapter 06 runs);
@@ -29,7 +27,7 @@ import numpy as np
 import torch
 
 __all__ = ["bootstrap_ci", "counterfactual_gap", "fill_templates", "weat", "weat_association",
-           "integrated_gradients", "ig_alphas", "attention_rollout", "occlusion", "generate_batch",
+           "integrated_gradients", "ig_alphas", "attention_rollout", "occlusion",
            "PowerLawFit", "fit_power_law", "scaling_study", "train_flops", "book_minutes",
            "MODEL_CARD_SECTIONS", "model_card"]
 
@@ -248,44 +246,6 @@ def occlusion(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, baseli
             batch[k, i] = baseline[i]
         out = f(batch)
     return out[0] - out[1:]
-
-
-# --- generation for the hallucination section --------------------------------------------------------
-
-def generate_batch(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24,
-                   batch_size: int = 16, progress: bool = True) -> list[str]:
-    """Greedy answers of a chat model to many user messages, a batch at a time (left padding).
-
-    One message per prompt, through the chat template, as `labkit.qa.closed_book_answer` does for
-    one question; batching makes the CPU do one forward pass per new token for many answers.
-
-    >>> generate_batch(model, tok, ["What is the capital of France?"])   # doctest: +SKIP
-    ['The capital of France is Paris.']
-    """
-    from tqdm.auto import tqdm
-
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of strings; wrap a single prompt in [...]")
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("this tokenizer has no chat template; use 'smollm2-135m-instruct'")
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    answers: list[str] = []
-    try:
-        for s in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress, leave=False):
-            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                                   tokenize=False) for p in prompts[s:s + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = enc.to(next(model.parameters()).device)
-            with torch.inference_mode():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                     top_p=None, top_k=None, pad_token_id=pad)
-            answers += [tokenizer.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-                        for o in out]
-    finally:
-        tokenizer.padding_side = side
-    return answers
 
 
 # --- scaling laws ----------------------------------------------------------------------------------

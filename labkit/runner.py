@@ -237,7 +237,7 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
     """Run chapters on a profile; write executed notebooks and results.json under `out_dir`.
 
     >>> res = run(["00"], profile="smoke", out_dir="runs/smoke")   # doctest: +SKIP
-    >>> res["passed"]
+    >>> res["passed"]  # doctest: +SKIP
     True
     """
     book = book or bk.load_book()

@@ -12,7 +12,6 @@ Chapter 14 writes each idea out in the notebook and then uses these versions:
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,60 +20,24 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .data import EvalFileError, read_labelled_csv
+
 LANGUAGES = ("en", "zh")
-
-
-class EvalFileError(ValueError):
-    """A reader's evaluation file that cannot be used; the message names the problem and the fix."""
 
 
 # --- the reader's own data --------------------------------------------------------------------------
 
 def load_eval_csv(path: str | Path, language: str = "en") -> tuple[list[str], list[int]]:
-    """Read a CSV with columns `text,label` (label 1 = positive, 0 = negative) for evaluation.
+    """Read a CSV with columns `text,label` (label 1 = positive, 0 = negative) for evaluation in `language`.
+
+    The file checks are those of `labkit.data.read_labelled_csv`; a bad file raises `EvalFileError`.
 
     >>> texts, labels = load_eval_csv("my_reviews.csv", language="en")     # doctest: +SKIP
     >>> len(texts) == len(labels)                                           # doctest: +SKIP
     """
     if language not in LANGUAGES:
         raise EvalFileError(f"language must be one of {LANGUAGES}, got {language!r}")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise EvalFileError(f"eval_csv: no file at {str(p)!r}; give the path of a CSV with columns text,label")
-    try:
-        # utf-8-sig: spreadsheet programs often save a byte-order mark that would glue onto 'text'.
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            rows = list(reader)
-    except UnicodeDecodeError as e:
-        raise EvalFileError(f"eval_csv: {p.name} is not UTF-8 text ({e.reason}); save it as UTF-8 CSV") from None
-    except csv.Error as e:
-        raise EvalFileError(f"eval_csv: {p.name} is not a readable CSV ({e})") from None
-    missing = [c for c in ("text", "label") if c not in columns]
-    if missing:
-        raise EvalFileError(f"eval_csv: {p.name} lacks column(s) {missing}; found columns {columns}. "
-                            "The first line must be the header text,label")
-    if not rows:
-        raise EvalFileError(f"eval_csv: {p.name} has a header but no rows; add at least one text,label line")
-    texts, labels, bad_labels, empty = [], [], [], []
-    for i, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them (header = 1)
-        row = {(k or "").strip(): v for k, v in row.items()}
-        text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
-        if not text:
-            empty.append(i)
-        if label not in ("0", "1", "0.0", "1.0"):
-            bad_labels.append((i, label))
-        else:
-            labels.append(int(float(label)))
-        texts.append(text)
-    if bad_labels:
-        shown = ", ".join(f"line {i}: {v!r}" for i, v in bad_labels[:5])
-        raise EvalFileError(f"eval_csv: labels must be 0 (negative) or 1 (positive); {len(bad_labels)} "
-                            f"bad label(s), e.g. {shown}")
-    if empty:
-        raise EvalFileError(f"eval_csv: {len(empty)} row(s) with an empty text, e.g. line(s) {empty[:5]}")
-    return texts, labels
+    return read_labelled_csv(path)
 
 
 # --- baselines ----------------------------------------------------------------------------------------
@@ -83,7 +46,7 @@ def vader_compound(texts: Sequence[str]) -> np.ndarray:
     """VADER's compound score in [-1, 1] for each English text (rule-based lexicon model).
 
     >>> vader_compound(["A great, moving film.", "Dull and far too long."]).round(2)
-    array([ 0.8 , -0.38])
+    array([ 0.62, -0.4 ])
     """
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -397,6 +360,36 @@ def change_points(values: Sequence[float], max_points: int = 5, min_size: int = 
         segments.remove((a, b))
         segments += [(a, k), (k, b)]
     return sorted(points)
+
+
+# --- label noise -----------------------------------------------------------------------------------
+
+def confident_joint(labels: Sequence[int], prob_positive: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Confident learning (Northcutt, Jiang & Chuang 2021) for two classes, from out-of-sample probabilities.
+
+    Each class j gets a threshold t_j, the mean predicted probability of j over the examples labelled j.
+    An example counts towards class j when its probability of j reaches t_j (the larger one when both
+    do). Returns the confident joint C (rows: given label, columns: likely true label), the mask of
+    examples whose likely true label differs from the given one, and the estimated share of wrong
+    labels (C calibrated to the class counts, off-diagonal mass over the total).
+
+    >>> C, flagged, rate = confident_joint([0, 0, 0, 1, 1, 1], [0.0, 0.25, 0.875, 0.5, 1.0, 0.75])
+    >>> C.tolist(), flagged.tolist(), round(rate, 3)
+    ([[2, 1], [0, 2]], [False, False, True, False, False, False], 0.167)
+    """
+    y = _binary(labels, "labels")
+    p = np.asarray(prob_positive, dtype=float)
+    if p.shape != y.shape or ((p < 0) | (p > 1)).any():
+        raise ValueError("prob_positive must be probabilities in [0, 1], one per label")
+    if len(np.unique(y)) < 2:
+        raise ValueError("confident learning needs examples of both labels")
+    probs = np.stack([1 - p, p], axis=1)
+    t = np.array([probs[y == j, j].mean() for j in (0, 1)])
+    above = probs >= t
+    likely = np.where(above.all(1), probs.argmax(1), np.where(above.any(1), above.argmax(1), -1))
+    C = np.array([[int(((y == i) & (likely == j)).sum()) for j in (0, 1)] for i in (0, 1)])
+    calibrated = C / np.maximum(C.sum(1, keepdims=True), 1) * np.bincount(y, minlength=2)[:, None]
+    return C, (likely >= 0) & (likely != y), float((calibrated[0, 1] + calibrated[1, 0]) / calibrated.sum())
 
 
 # --- helpers ------------------------------------------------------------------------------------------

@@ -82,3 +82,29 @@ def test_countries_and_digits():
     assert (d["train"].num_rows, d["test"].num_rows) == (1437, 360)
     img = d["train"][0]["image"]
     assert len(img) == 8 and len(img[0]) == 8 and 0 <= max(max(r) for r in img) <= 16
+
+
+def test_dialogues_are_turn_pairs_in_two_languages():
+    d = data.load("dialogues").to_pandas()
+    assert (d.language == "en").sum() == 2306 and (d.language == "zh").sum() == 552
+    trivia = d[(d.language == "en") & (d.category == "trivia")]
+    assert trivia.iloc[0].to_dict() == {"language": "en", "category": "trivia",
+                                        "prompt": "Who was the 37th President of the United States?",
+                                        "reply": "Richard Nixon"}
+    assert (d.prompt.str.len() > 0).all() and (d.reply.str.len() > 0).all()
+
+
+def test_read_labelled_csv(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\nnice film,1\n\"bad, really\",0\n", encoding="utf-8")
+    assert data.read_labelled_csv(good) == (["nice film", "bad, really"], [1, 0])
+    bad_cols = tmp_path / "cols.csv"
+    bad_cols.write_text("sentence,y\nhi,1\n")
+    with pytest.raises(data.EvalFileError, match=r"lacks column\(s\) \['text', 'label'\]"):
+        data.read_labelled_csv(bad_cols)
+    bad_label = tmp_path / "lab.csv"
+    bad_label.write_text("text,label\nhi,pos\n")
+    with pytest.raises(data.EvalFileError, match="line 2: 'pos'"):
+        data.read_labelled_csv(bad_label)
+    with pytest.raises(data.EvalFileError, match="no file at"):
+        data.read_labelled_csv(tmp_path / "missing.csv")

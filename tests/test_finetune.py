@@ -120,24 +120,6 @@ def test_add_lora_matches_base_at_init_and_trains_few(tiny_bert):
         ft.add_lora(ft.load_classifier(str(tiny_bert))[0], target_modules=["nope"])
 
 
-def test_read_labelled_csv(tmp_path):
-    good = tmp_path / "good.csv"
-    good.write_text("text,label\nnice film,1\n\"bad, really\",0\n", encoding="utf-8")
-    assert ft.read_labelled_csv(good) == (["nice film", "bad, really"], [1, 0])
-    bad_cols = tmp_path / "cols.csv"
-    bad_cols.write_text("sentence,y\nhi,1\n")
-    with pytest.raises(ft.FinetuneError, match="columns 'text' and 'label'"):
-        ft.read_labelled_csv(bad_cols)
-    bad_label = tmp_path / "lab.csv"
-    bad_label.write_text("text,label\nhi,pos\n")
-    with pytest.raises(ft.FinetuneError, match="not an integer"):
-        ft.read_labelled_csv(bad_label)
-    with pytest.raises(ft.FinetuneError, match="not found"):
-        ft.read_labelled_csv(tmp_path / "missing.csv")
-    with pytest.raises(ft.FinetuneError, match="outside"):
-        ft.read_labelled_csv(good, num_labels=1)
-
-
 def test_accuracy_f1_matches_sklearn():
     from sklearn.metrics import f1_score
 
