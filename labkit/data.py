@@ -2,6 +2,7 @@
 
 `load(name)` builds a `datasets.Dataset` or `DatasetDict` offline, with deterministic splits;
 `card(name)` prints where the data comes from, its licence and size. `DATASETS` lists the names.
+`read_labelled_csv(path)` reads the reader's own `text,label` file, with errors that say what to fix.
 """
 from __future__ import annotations
 
