@@ -701,8 +701,12 @@ def train_reader(model, tokenizer, examples: Sequence[dict[str, Any]], epochs: i
 class QAPipeline:
     """Question in; answer, evidence and score out: retrieve k passages, read a span from each.
 
-    The answer is the best-scoring span over the k passages (start + end logits); `score` is its
-    softmax probability among the k passages' best spans, so it reads as a confidence.
+    The answer is the best-scoring span over the k passages: its start + end logits, minus
+    `rank_penalty` for each place its passage is below the first retrieved one (0: the reader alone
+    decides; large: only the top passage counts). A reader trained on gold passages only has never
+    learnt to tell a look-alike passage from the right one, so the retriever's ranking is evidence
+    too; choose `rank_penalty` on held-out questions (chapter 11 does). `score` is the winner's
+    softmax probability among the k candidates, so it reads as a confidence.
 
     >>> qa_fn = QAPipeline(retriever, corpus, reader, reader_tok)          # doctest: +SKIP
     >>> qa_fn("What is the capital of Peru?")["answer"]                    # doctest: +SKIP
@@ -716,15 +720,18 @@ class QAPipeline:
     k: int = 3
     max_length: int = 192
     stride: int = 64
+    rank_penalty: float = 0.0
 
     def __call__(self, question: str) -> dict[str, Any]:
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question must be a non-empty string")
+        if not self.rank_penalty >= 0:
+            raise ValueError(f"rank_penalty must be >= 0, got {self.rank_penalty}")
         hits = self.retriever.search(question, k=self.k)
         texts = [_passage_text(self.passages[i]) for i, _ in hits]
         spans = predict_spans(self.reader, self.tokenizer, [question] * len(texts), texts,
                               self.max_length, self.stride)
-        logits = np.array([s["score"] for s in spans])
+        logits = np.array([s["score"] for s in spans]) - self.rank_penalty * np.arange(len(spans))
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         best = int(np.argmax(logits))
@@ -734,7 +741,7 @@ class QAPipeline:
             evidence.append({"index": i, "id": src.get("id", str(i)) if isinstance(src, dict) else str(i),
                              "title": src.get("title", "") if isinstance(src, dict) else "",
                              "text": _passage_text(src), "retrieval_score": rs, "span": sp["answer"],
-                             "span_prob": float(p)})
+                             "span_score": float(sp["score"]), "span_prob": float(p)})
         return {"answer": spans[best]["answer"], "score": float(probs[best]), "evidence": evidence,
                 "best": best}
 

@@ -189,3 +189,23 @@ def test_load_questions_jsonl_reports_line_numbers(tmp_path):
             qa.load_questions_jsonl(bad)
     with pytest.raises(FileNotFoundError, match="eval_jsonl"):
         qa.load_questions_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_pipeline_rank_penalty_weighs_the_retriever(monkeypatch):
+    class Ranked:  # always returns passages 2, 0, 1 in that order
+        def search(self, query, k=5):
+            return [(2, 0.9), (0, 0.5), (1, 0.1)][:k]
+
+    spans = [{"answer": "top", "score": 1.0}, {"answer": "second", "score": 1.5}, {"answer": "third", "score": 0.2}]
+    monkeypatch.setattr(qa, "predict_spans", lambda *a, **kw: spans)
+    passages = [{"id": f"p{i}", "text": f"passage {i}"} for i in range(3)]
+    reader_alone = qa.QAPipeline(Ranked(), passages, reader=None, tokenizer=None, k=3)
+    out = reader_alone("Which?")
+    assert out["answer"] == "second" and out["evidence"][out["best"]]["id"] == "p0"
+    assert [e["span_score"] for e in out["evidence"]] == [1.0, 1.5, 0.2]
+    with_prior = qa.QAPipeline(Ranked(), passages, reader=None, tokenizer=None, k=3, rank_penalty=1.0)
+    out = with_prior("Which?")  # 1.0 vs 1.5 - 1 vs 0.2 - 2
+    assert out["answer"] == "top" and out["evidence"][out["best"]]["id"] == "p2"
+    assert abs(sum(e["span_prob"] for e in out["evidence"]) - 1) < 1e-9
+    with pytest.raises(ValueError, match="rank_penalty"):
+        qa.QAPipeline(Ranked(), passages, reader=None, tokenizer=None, rank_penalty=-1)("Which?")
