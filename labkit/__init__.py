@@ -11,8 +11,7 @@ import os
 # OpenMP runtime starts, so it must be set before the first torch operation.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .book import check_targets, load_book, record, recorded  # noqa: E402
-from .env import setup  # noqa: E402
+from .book import check_targets, load_book, record, recorded, setup  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["setup", "record", "recorded", "check_targets", "load_book", "__version__"]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-from . import env
+from . import runtime
 
 ASSETS: dict[str, dict[str, str]] = {
     "smollm2-135m-instruct": {
@@ -27,12 +28,6 @@ ASSETS: dict[str, dict[str, str]] = {
         "hub_id": "sentence-transformers/all-MiniLM-L6-v2", "licence": "Apache-2.0",
         "kind": "encoder", "about": "all-MiniLM-L6-v2, 6-layer BERT sentence encoder, 384-d, 22.7M parameters"},
 }
-# Models the book trains itself (chapter 06 teaches the recipe); built on first use and cached.
-BUILT: dict[str, dict[str, object]] = {
-    "zh-char-bert": {"builder": "build_zh_char_bert", "defaults": {"steps": 1000},
-                     "about": "character-level Chinese BERT (3 layers, width 128) pretrained with MLM on "
-                              "the People's Daily, chapter 06's recipe"},
-}
 HUB_TO_BUNDLED = {v["hub_id"]: k for k, v in ASSETS.items()}
 TASKS = ("causal-lm", "encoder", "sequence-classification", "question-answering", "token-classification")
 _CONVERTED_MARK = ".labkit-converted"
@@ -42,10 +37,7 @@ class AssetError(RuntimeError):
     """A model could not be found or loaded; the message says what to do instead."""
 
 
-def cache_dir() -> Path:
-    """Where converted models and built artefacts live: $LABKIT_CACHE or ~/.cache/labkit."""
-    return Path(os.environ.get("LABKIT_CACHE") or Path.home() / ".cache" / "labkit").expanduser()
-
+cache_dir = runtime.cache_dir  # kept here too: chapters and tests read assets.cache_dir()
 
 def _check_name(name: str) -> dict[str, str]:
     if name not in ASSETS:
@@ -116,35 +108,11 @@ def path(name: str) -> Path:
         return src
     out = cache_dir() / name
     if not (out / _CONVERTED_MARK).exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"labkit: converting {src.name} to a Hugging Face folder in {out} (once)")
-        _convert_gguf(src, out)
-    return out
-
-
-def built_path(name: str, **settings) -> Path:
-    """The cache folder of a model the book builds, for given recipe settings (not built here).
-
-    >>> built_path("zh-char-bert").name
-    'zh-char-bert-steps1000'
-    """
-    if name not in BUILT:
-        raise AssetError(f"unknown built model {name!r}; built models: {', '.join(BUILT)}")
-    spec = {**BUILT[name]["defaults"], **settings}
-    return cache_dir() / (name + "-" + "-".join(f"{k}{v}" for k, v in sorted(spec.items())))
-
-
-def build(name: str, **settings) -> Path:
-    """A model the book trains itself: built once with its recipe (see `BUILT`), then cached.
-
-    >>> p = build("zh-char-bert")   # a few minutes on a CPU the first time  # doctest: +SKIP
-    """
-    from . import train
-
-    out = built_path(name, **settings)
-    if not (out / "config.json").exists():
-        print(f"labkit: building {name} ({BUILT[name]['about']}) in {out}, once")
-        getattr(train, BUILT[name]["builder"])(out, **{**BUILT[name]["defaults"], **settings})
+        with runtime.cache_lock(name):
+            if not (out / _CONVERTED_MARK).exists():  # another process may have converted it meanwhile
+                # stderr: a message about the cache is not part of any result (doctests read stdout)
+                print(f"labkit: converting {src.name} to a Hugging Face folder in {out} (once)", file=sys.stderr)
+                _convert_gguf(src, out)
     return out
 
 
@@ -156,11 +124,9 @@ def resolve(name_or_hub_id: str) -> str:
     """
     if name_or_hub_id in ASSETS:
         return str(path(name_or_hub_id))
-    if name_or_hub_id in BUILT:
-        return str(build(name_or_hub_id))
     if Path(name_or_hub_id).expanduser().is_dir():
         return str(Path(name_or_hub_id).expanduser())
-    if env.offline():
+    if runtime.offline():
         alt = HUB_TO_BUNDLED.get(name_or_hub_id)
         suggestion = (f"use the bundled copy {alt!r} instead" if alt else
                       f"use a bundled model ({', '.join(ASSETS)}) or a local folder")

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import runtime
+
 
 class DataError(ValueError):
     """An unknown data set, or its package is missing."""
@@ -122,9 +124,7 @@ def card(name: str) -> str:
 def _cached(key: str, build):
     """JSON cache under $LABKIT_CACHE/data: parsing the Wikipedia dump or the People's Daily takes
     seconds, reading the parsed rows back a fraction of that. Bump READER_VERSION when a reader changes."""
-    from .assets import cache_dir
-
-    f = cache_dir() / "data" / f"{key}-v{READER_VERSION}.json"
+    f = runtime.cache_dir() / "data" / f"{key}-v{READER_VERSION}.json"
     try:
         return json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError):

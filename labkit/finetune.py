@@ -20,17 +20,18 @@ class FinetuneError(ValueError):
     """Bad input to a fine-tuning function; the message says what was wrong and what to do."""
 
 
-def load_classifier(name_or_path: str, num_labels: int = 2):
+def load_classifier(name_or_path: str, num_labels: int = 2, build_settings: dict | None = None):
     """A sequence classifier (new, randomly initialised head) and its tokenizer.
 
-    `name_or_path` is a bundled asset ("minilm-l6"), a built model ("zh-char-bert"), a local
+    `name_or_path` is a bundled asset ("minilm-l6"), a built model ("zh-char-bert", with its recipe
+    settings in `build_settings`, e.g. `{"steps": 20}`), a local
     folder, or a hub id (gpu profile); `labkit.assets` resolves it so offline errors are clear.
 
     >>> model, tok = load_classifier("minilm-l6", num_labels=2)      # doctest: +SKIP
     >>> model.config.num_labels  # doctest: +SKIP
     2
     """
-    from . import assets
+    from . import builds
 
     if not isinstance(num_labels, int) or num_labels < 2:
         raise FinetuneError(f"num_labels must be an integer >= 2, got {num_labels!r}")
@@ -38,7 +39,7 @@ def load_classifier(name_or_path: str, num_labels: int = 2):
         raise FinetuneError("load_classifier needs a model name, folder or hub id as a string")
     import transformers as tf
 
-    where = assets.resolve(name_or_path)
+    where = builds.resolve(name_or_path, **(build_settings or {}))
     tok = tf.AutoTokenizer.from_pretrained(where)
     bars = tf.utils.logging.is_progress_bar_enabled()
     verbosity = tf.utils.logging.get_verbosity()

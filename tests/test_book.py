@@ -7,9 +7,12 @@ import labkit
 from labkit import book as bk
 
 
-def test_manifest_lists_all_sixteen_chapters_in_order():
+def test_manifest_lists_every_chapter_once_in_order_of_ids_and_in_one_part():
     book = bk.load_book()
-    assert [c.id for c in book.chapters] == [f"{i:02d}" for i in range(16)]
+    assert [c.id for c in book.chapters] == [f"{i:02d}" for i in range(22)]
+    in_parts = [c.id for part in book.parts for c in part.chapters]
+    assert sorted(in_parts) == [c.id for c in book.chapters]
+    assert [c.id for c in book.in_reading_order()] == in_parts
     assert set(book.profiles) == {"smoke", "cpu", "gpu"}
     assert all(c.status in bk.STATUSES for c in book.chapters)
     assert book.chapter("00").status == "written"
@@ -132,3 +135,19 @@ def test_active_profile_defaults_to_cpu_and_rejects_unknown(monkeypatch):
     monkeypatch.setenv(bk.ENV_PROFILE, "fast")
     with pytest.raises(bk.ManifestError, match="not one of smoke, cpu, gpu"):
         bk.active_profile()
+
+
+def test_parts_must_name_known_chapters_exactly_once():
+    base = {"book": {"title": "t", "version": "1"}, "profiles": {"cpu": {}},
+            "chapters": [{"id": "00", "slug": "a", "title": "A", "notebook": "n"},
+                         {"id": "01", "slug": "b", "title": "B", "notebook": "n"}]}
+    book = bk.parse_book({**base, "parts": [{"title": "P", "chapters": ["01", "00"]}]}, Path("."))
+    assert [c.id for c in book.in_reading_order()] == ["01", "00"]
+    with pytest.raises(bk.ManifestError, match="part 'P'.*unknown chapter '07'"):
+        bk.parse_book({**base, "parts": [{"title": "P", "chapters": ["00", "01", "07"]}]}, Path("."))
+    with pytest.raises(bk.ManifestError, match="chapter 01 is in no part"):
+        bk.parse_book({**base, "parts": [{"title": "P", "chapters": ["00"]}]}, Path("."))
+    with pytest.raises(bk.ManifestError, match="chapter 00 is in two parts"):
+        bk.parse_book({**base, "parts": [{"title": "P", "chapters": ["00", "01"]},
+                                         {"title": "Q", "chapters": ["00"]}]}, Path("."))
+    assert [p.title for p in bk.parse_book(base, Path(".")).parts] == ["Chapters"]

@@ -4,7 +4,7 @@ import tomllib
 import pytest
 
 from labkit import book as bk
-from labkit import cli
+from labkit.book import cli
 
 
 def test_readme_chapter_table_is_current(root):
@@ -45,7 +45,7 @@ def test_environment_yml_mirrors_pyproject(root):
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     declared = py["project"]["dependencies"] + py["project"]["optional-dependencies"]["test"]
     assert sorted(pip) == sorted(declared)
-    assert "python=3.11" in env["dependencies"]
+    assert "python>=3.11,<3.14" in env["dependencies"]
     for pkg in py["tool"]["labkit"]["no-deps"]:  # installed by hand, documented in the header
         assert f"pip install --no-deps {pkg}" in (root / "environment.yml").read_text()
         assert pkg in (root / "Makefile").read_text()
@@ -60,5 +60,11 @@ def test_constraints_pin_the_cpu_torch_and_every_dependency(root):
     assert not missing, f"not pinned in constraints.txt: {missing}"
 
 
-def test_python_is_311():
-    assert sys.version_info[:2] == (3, 11)
+def test_python_is_supported(root):
+    """3.11, 3.12 and 3.13: what pyproject declares, the doctor accepts and the Makefile looks for."""
+    from labkit.book.doctor import SUPPORTED_PYTHONS
+
+    assert SUPPORTED_PYTHONS[0] <= sys.version_info[:2] <= SUPPORTED_PYTHONS[-1]
+    py = tomllib.loads((root / "pyproject.toml").read_text())
+    assert py["project"]["requires-python"] == ">=3.11,<3.14"
+    assert "for v in 3.13 3.12 3.11" in (root / "Makefile").read_text()

@@ -45,9 +45,9 @@ def test_load_classifier_from_folder(tiny_bert):
 
 
 def test_load_classifier_offline_hub_id_is_clear(monkeypatch):
-    from labkit import assets, env
+    from labkit import assets, runtime
 
-    monkeypatch.setattr(env, "offline", lambda: True)
+    monkeypatch.setattr(runtime, "offline", lambda: True)
     with pytest.raises(assets.AssetError, match="hub is off"):
         ft.load_classifier("google-bert/bert-base-uncased")
 

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from labkit import book as bk
-from labkit import runner
+from labkit.book import runner
 
 BOOK = bk.load_book()
 WRITTEN = [c for c in BOOK.chapters if c.status == "written"]
@@ -49,7 +49,7 @@ def test_html_book_and_report_from_the_smoke_run(smoke_dir, tmp_path):
     """After the smoke runs above: every executed chapter has its page, with all its figures, no CDN."""
     import re
 
-    from labkit import report, site
+    from labkit.book import report, site
 
     if not any(smoke_dir.glob("*.ipynb")):  # this test alone: run one chapter first
         runner.run(["00"], profile="smoke", out_dir=smoke_dir, book=BOOK, echo=False)

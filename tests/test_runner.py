@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from labkit import book as bk
-from labkit import cli, runner
+from labkit.book import cli, runner
 
 TARGETS = '[{ metric = "y", op = "==", value = 4 }, { metric = "offline", op = "==", value = 1 }]'
 MANIFEST = f"""
@@ -172,7 +172,7 @@ def test_params_file_names_are_checked(tiny):
 
 
 def test_report_of_one_run_and_of_a_class(tiny, tmp_path, monkeypatch, capsys):
-    from labkit import report
+    from labkit.book import report
 
     monkeypatch.setenv(bk.ENV_ROOT, str(tiny.root))
     f = tmp_path / "p.yaml"
@@ -204,3 +204,24 @@ def test_the_readme_params_file_example_plans(root, tmp_path):
     spec = runner.read_params_file(tmp_path / "class-a.yaml")
     plan = runner.plan(bk.load_book(root), spec["chapters"], spec["profile"], spec["all"], spec["per_chapter"])
     assert [c.id for c, _ in plan] == ["00", "05"] and plan[1][1]["train_steps"] == 300
+
+
+def test_a_value_of_the_wrong_type_stops_before_anything_runs(tiny):
+    with pytest.raises(bk.ManifestError, match=r"chapter 00, parameter x = 'abc': expected an integer"):
+        runner.plan(tiny, ["00"], "smoke", {"x": "abc"})
+    with pytest.raises(bk.ManifestError, match=r"parameter label = 3: expected a string"):
+        runner.plan(tiny, ["00"], "smoke", {"label": 3})
+    assert runner.plan(tiny, ["00"], "smoke", {"x": 5})[0][1]["x"] == 5
+
+
+def test_every_profile_of_the_real_book_passes_the_parameter_checks():
+    """The gpu profile's parameters too: names and types, for every written chapter."""
+    book = bk.load_book()
+    for profile in ("smoke", "cpu", "gpu"):
+        assert len(runner.plan(book, None, profile)) == len(book.chapters)
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and "labkit 0.1.0" in capsys.readouterr().out

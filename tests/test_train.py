@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit import assets, train
+from labkit import assets, builds, train
 from labkit.models import GPT, GPTConfig
 
 
@@ -115,7 +115,7 @@ def test_mlm_training_learns_a_tiny_language():
 
 
 def test_built_asset_paths_depend_on_the_recipe_settings():
-    assert assets.built_path("zh-char-bert").name == "zh-char-bert-steps1000"
-    assert assets.built_path("zh-char-bert", steps=30).name == "zh-char-bert-steps30"
+    assert builds.built_path("zh-char-bert").name == "zh-char-bert-steps1000"
+    assert builds.built_path("zh-char-bert", steps=30).name == "zh-char-bert-steps30"
     with pytest.raises(assets.AssetError, match="built models: zh-char-bert"):
-        assets.built_path("en-bert")
+        builds.built_path("en-bert")

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import book as bk
-from . import env
+from . import manifest as bk
+from .. import runtime  # noqa: F401 - the device and hub rules live there
+from . import session
+from .progress import ENGINE, ProgressEngine, Reporter, expected_minutes, speed_score
 
 
 def parse_value(text: str) -> Any:
@@ -70,6 +72,40 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     return found
 
 
+_TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string",
+               list: "a list, e.g. [1, 2]", dict: "a mapping"}
+
+
+def check_type(chapter: str, name: str, value: Any, default_src: str) -> None:
+    """A value must have the type of the notebook's default (an int where the default is an int, ...).
+
+    An integer is accepted for a float default; a default of None accepts anything.
+
+    >>> check_type("00", "seed", 3, "0")
+    >>> check_type("00", "seed", "abc", "0")
+    Traceback (most recent call last):
+    ...
+    labkit.book.manifest.ManifestError: chapter 00, parameter seed = 'abc': expected an integer like the notebook's default 0, got a string
+    """
+    import ast
+
+    try:
+        default = ast.literal_eval(default_src)
+    except (ValueError, SyntaxError):
+        return  # an expression (e.g. a computed default): nothing to compare with
+    if default is None:
+        return
+    want = type(default)
+    ok = (isinstance(value, want) and not (isinstance(value, bool) and want is not bool)) or (
+        want is float and isinstance(value, int) and not isinstance(value, bool)) or (
+        want is tuple and isinstance(value, list))
+    if not ok:
+        got = _TYPE_NAMES.get(type(value), type(value).__name__)
+        raise bk.ManifestError(f"chapter {chapter}, parameter {name} = {value!r}: expected "
+                               f"{_TYPE_NAMES.get(want, want.__name__)} like the notebook's default {default_src}, "
+                               f"got {got.split(',')[0]}")
+
+
 def plan(book: bk.Book, chapters: list[str] | None, profile: str,
          overrides: dict[str, Any] | None = None,
          chapter_overrides: dict[str, dict[str, Any]] | None = None) -> list[tuple[bk.Chapter, dict[str, Any]]]:
@@ -112,6 +148,8 @@ def plan(book: bk.Book, chapters: list[str] | None, profile: str,
         unused -= set(valid)
         params = {**ch.params_for(profile), **{k: v for k, v in overrides.items() if k in valid},
                   **per_chapter.get(ch.id, {})}
+        for name, value in params.items():
+            check_type(ch.id, name, value, valid[name])
         out.append((ch, params))
     if unused:
         listing = "; ".join(f"{cid}: {', '.join(v) or '(none)'}" for cid, v in known.items())
@@ -176,9 +214,22 @@ def _error_info(exc: BaseException) -> str:
     return f"cell [{cell}] {name}: {value}" if cell is not None else f"{name}: {value}"
 
 
+def kernel_name() -> str:
+    """The book's own kernel (`make setup` registers it for the venv), else the default `python3`."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from .doctor import KERNEL
+
+    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
 def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: str,
-                out_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """Execute one chapter; return its entry of results.json (never raises for a notebook error)."""
+                out_dir: Path, progress: bool = False, device: str | None = None,
+                threads: int | None = None, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Execute one chapter; return its entry of results.json (never raises for a notebook error).
+
+    With a `reporter`, each cell start is reported (cell i of N, elapsed, expected minutes).
+    """
     entry: dict[str, Any] = {"id": ch.id, "slug": ch.slug, "notebook": ch.notebook, "seconds": 0.0,
                              "status": "planned", "passed": False, "metrics": {}, "targets": [],
                              "error": None, "parameters": params}
@@ -187,22 +238,25 @@ def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: 
     import papermill as pm
 
     out_nb = out_dir / f"{ch.name}.ipynb"
-    metrics_file = out_dir / f"{ch.name}.metrics.json"
+    metrics_file = out_dir / f"{ch.name}.metrics.json"  # = record.metrics_path
     metrics_file.unlink(missing_ok=True)
-    saved = {k: os.environ.get(k) for k in (bk.ENV_PROFILE, bk.ENV_METRICS, bk.ENV_ROOT, *env.HUB_OFFLINE_VARS)}
-    os.environ.update({bk.ENV_PROFILE: profile, bk.ENV_METRICS: str(metrics_file.resolve()),
-                       bk.ENV_ROOT: str(book.root)})
-    env.set_offline(bool(book.profile(profile).get("offline", True)))
+    kernel_env = {bk.ENV_PROFILE: profile, bk.ENV_METRICS: str(metrics_file.resolve()), bk.ENV_ROOT: str(book.root),
+                  **session.profile_environment(book.profile(profile), device=device, threads=threads)}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     start = time.perf_counter()
+    ProgressEngine.reporter = reporter
     try:
         pm.execute_notebook(str(book.root / ch.notebook), str(out_nb), parameters=params,
-                            cwd=str((book.root / ch.notebook).parent), kernel_name="python3",
-                            progress_bar=progress, log_output=False, request_save_on_cell_execute=False)
+                            cwd=str((book.root / ch.notebook).parent), kernel_name=kernel_name(),
+                            engine_name=ENGINE, progress_bar=progress, log_output=False,
+                            request_save_on_cell_execute=False)
         entry["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a failing chapter is reported, the others still run
         entry["status"], entry["error"] = "error", _error_info(exc)
     finally:
         entry["seconds"] = round(time.perf_counter() - start, 1)
+        ProgressEngine.reporter = None
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -216,6 +270,9 @@ def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: 
         entry["status"] = "ok" if entry["passed"] else "failed"
     if out_nb.exists():
         _stamp(out_nb, entry, profile)
+    if reporter is not None:
+        reporter.done(entry["status"], sum(t["passed"] for t in entry["targets"]), len(entry["targets"]),
+                      entry["seconds"])
     return entry
 
 
@@ -233,8 +290,11 @@ def _stamp(nb_path: Path, entry: dict[str, Any], profile: str) -> None:
 def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
         overrides: dict[str, Any] | None = None, out_dir: str | Path | None = None,
         book: bk.Book | None = None, echo: bool = True,
-        chapter_overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        chapter_overrides: dict[str, dict[str, Any]] | None = None, device: str | None = None,
+        threads: int | None = None) -> dict[str, Any]:
     """Run chapters on a profile; write executed notebooks and results.json under `out_dir`.
+
+    `device` and `threads` override the profile's (see `session.profile_environment`).
 
     >>> res = run(["00"], profile="smoke", out_dir="runs/smoke")   # doctest: +SKIP
     >>> res["passed"]  # doctest: +SKIP
@@ -244,13 +304,29 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
     todo = plan(book, chapters, profile, overrides, chapter_overrides)
     out = Path(out_dir or book.root / "runs" / profile)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"profile": profile, "passed": False, "machine": env.machine(),
+    kernel_env = session.profile_environment(book.profile(profile), device=device, threads=threads)
+    machine = session.machine()
+    reference, expect = book.speed_reference, {}
+    if echo:  # a few seconds that turn book.toml's minutes into this machine's
+        machine["speed_score"] = round(speed_score(), 1)
+        expect = {ch.id: expected_minutes(ch.minutes.get(profile), reference, machine["speed_score"])
+                  for ch, _ in todo if ch.status != "planned"}
+        known = [m for m in expect.values() if m]
+        factor = reference / machine["speed_score"] if reference else 1.0
+        print(f"{len(expect)} chapter(s) on the {profile} profile: about {sum(known):.0f} min on this machine "
+              f"(book.toml's minutes x {factor:.2f}, from a speed test)"
+              + (f"; {len(expect) - len(known)} chapter(s) not timed yet" if len(known) < len(expect) else ""),
+              flush=True)
+    results: dict[str, Any] = {"profile": profile, "passed": False, "machine": machine,
+                               "device": kernel_env["LABKIT_DEVICE"], "threads": int(kernel_env[session.ENV_THREADS]),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "chapters": []}
     for ch, params in todo:
         if echo and ch.status != "planned":
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             print(f"-> {ch.name} [{profile}] {shown}", flush=True)
-        results["chapters"].append(run_chapter(book, ch, params, profile, out))
+        reporter = Reporter(f"{ch.name} [{profile}]", expect.get(ch.id)) if echo and ch.status != "planned" else None
+        results["chapters"].append(run_chapter(book, ch, params, profile, out, device=device, threads=threads,
+                                               reporter=reporter))
         (out / "results.json").write_text(json.dumps(results, indent=1))
     ran = [c for c in results["chapters"] if c["status"] != "planned"]
     results["passed"] = bool(ran) and all(c["passed"] for c in ran)

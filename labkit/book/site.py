@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import book as bk
+from . import manifest as bk
 
 # What the pages load, relative to the site's root, and where each comes from in the JS folder
 # (npm packages unpacked by `make js`: mathjax@2.7.9, requirejs@2.3.8, @jupyter-widgets/html-manager@1.0.15).
@@ -101,18 +101,29 @@ def _nav(book: bk.Book, ch: bk.Chapter, pages: list[bk.Chapter]) -> str:
 
 def _index(book: bk.Book, pages: list[bk.Chapter], metas: dict[str, dict[str, Any]], report: bool) -> str:
     rows = []
-    for ch in book.chapters:
-        meta = metas.get(ch.id, {})
-        title = (f"<a href='{ch.name}.html'>{html.escape(ch.title)}</a>" if ch in pages
-                 else html.escape(ch.title))
-        targets = meta.get("targets", [])
-        met = (f"<span class='{'lk-ok' if all(t['passed'] for t in targets) else 'lk-bad'}'>"
-               f"{sum(t['passed'] for t in targets)}/{len(targets)}</span>") if targets else "–"
-        state = ("in this run" if ch in pages else "not in this run") if ch.status == "written" else "planned"
-        terms = " · ".join(f"{html.escape(en)} {html.escape(zh)}" for en, zh in ch.terms.items())
-        mins = f"{meta['seconds'] / 60:.1f}" if "seconds" in meta else "–"
-        rows.append(f"<tr><td>{ch.id}</td><td>{title}<div class='lk-terms'>{terms}</div></td>"
-                    f"<td>{html.escape(ch.title_zh)}</td><td>{state}</td><td>{mins}</td><td>{met}</td></tr>")
+    for part in book.parts:
+        rows.append(f"<tr class='lk-part'><th colspan='6'>{html.escape(part.title)} · {html.escape(part.title_zh)}</th></tr>")
+        rows += [_index_row(ch, pages, metas) for ch in part.chapters]
+    return _index_page(book, rows, report)
+
+
+def _index_row(ch: bk.Chapter, pages: list[bk.Chapter], metas: dict[str, dict[str, Any]]) -> str:
+    meta = metas.get(ch.id, {})
+    title = (f"<a href='{ch.name}.html'>{html.escape(ch.title)}</a>" if ch in pages
+             else html.escape(ch.title))
+    targets = meta.get("targets", [])
+    met = (f"<span class='{'lk-ok' if all(t['passed'] for t in targets) else 'lk-bad'}'>"
+           f"{sum(t['passed'] for t in targets)}/{len(targets)}</span>") if targets else "–"
+    state = ("in this run" if ch in pages else "not in this run") if ch.status == "written" else "planned"
+    terms = " · ".join(f"{html.escape(en)} {html.escape(zh)}" for en, zh in ch.terms.items())
+    mins = f"{meta['seconds'] / 60:.1f}" if "seconds" in meta else "–"
+    return (f"<tr><td>{ch.id}</td><td>{title}<div class='lk-terms'>{terms}</div></td>"
+            f"<td>{html.escape(ch.title_zh)}</td><td>{state}</td><td>{mins}</td><td>{met}</td></tr>")
+
+
+
+
+def _index_page(book: bk.Book, rows: list[str], report: bool) -> str:
     link = "<p><a href='report.html'>Results report</a> (metrics against targets, machine, versions)</p>" \
         if report else ""
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(book.title)}</title>"
@@ -146,7 +157,7 @@ def build_site(run_dir: str | Path, out: str | Path, book: bk.Book | None = None
     exporter = HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL, require_js_url=REQUIRE_URL,
                             widget_renderer_url=WIDGETS_URL, jupyter_widgets_base_url="_static/html-manager/",
                             jquery_url="", mermaid_js_url="_static/mermaid.esm.min.mjs", mermaid_layout_elk_js_url="")
-    pages = [ch for ch in book.chapters if ch.id in found]
+    pages = [ch for ch in book.in_reading_order() if ch.id in found]
     metas: dict[str, dict[str, Any]] = {}
     for ch in pages:
         nb = nbformat.read(found[ch.id], as_version=4)

@@ -1,12 +1,10 @@
-"""The book's manifest (`book.toml`), targets, and the metrics a chapter records.
+"""The book's manifest (`book.toml`): profiles, chapters, their parameters and targets.
 
-A notebook calls `record(name, value)` for each result and `check_targets()` at the end; the
-runner (`labkit.runner`) reads what was recorded and checks it against the targets of the active
-profile.
+The runner (`labkit.book.runner`) and `check_targets` (`labkit.book.record`) read it; nothing in
+the teaching modules does.
 """
 from __future__ import annotations
 
-import json
 import math
 import operator
 import os
@@ -76,6 +74,14 @@ class Chapter:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A group of chapters read together (the index and the report follow the parts)."""
+    title: str
+    chapters: tuple[Chapter, ...]
+    title_zh: str = ""
+
+
+@dataclass(frozen=True)
 class Book:
     root: Path
     title: str
@@ -83,6 +89,12 @@ class Book:
     profiles: dict[str, dict[str, Any]]
     chapters: tuple[Chapter, ...]
     title_zh: str = ""
+    parts: tuple[Part, ...] = ()
+    speed_reference: float | None = None  # progress.speed_score() of the machine that measured the minutes
+
+    def in_reading_order(self) -> tuple[Chapter, ...]:
+        """Chapters part by part: ids stay stable for runs and links, the reading order may differ."""
+        return tuple(c for part in self.parts for c in part.chapters) or self.chapters
 
     def chapter(self, key: str) -> Chapter:
         """Find a chapter by id ("06", "6"), slug or `id_slug`.
@@ -170,7 +182,29 @@ def parse_book(data: dict[str, Any], root: Path) -> Book:
             params={k: dict(v) for k, v in (raw.get("params") or {}).items()}, targets=targets,
             terms=dict(terms)))
     return Book(root=root, title=meta["title"], version=str(meta["version"]), profiles=profiles,
-                chapters=tuple(chapters), title_zh=meta.get("title_zh", ""))
+                chapters=tuple(chapters), title_zh=meta.get("title_zh", ""),
+                parts=_parse_parts(data.get("parts"), chapters), speed_reference=meta.get("speed_reference"))
+
+
+def _parse_parts(raw: Any, chapters: list[Chapter]) -> tuple[Part, ...]:
+    """`[[parts]]` tables (title, title_zh, chapters = ids); without any, one part holds every chapter."""
+    if not raw:
+        return (Part("Chapters", tuple(chapters)),)
+    by_id, seen, parts = {c.id: c for c in chapters}, {}, []
+    for p in raw:
+        title = p.get("title", "?")
+        ids = [str(i) for i in p.get("chapters", [])]
+        for i in ids:
+            if i not in by_id:
+                raise ManifestError(f"part {title!r} lists unknown chapter {i!r}; chapters: {', '.join(by_id)}")
+            if i in seen:
+                raise ManifestError(f"chapter {i} is in two parts ({seen[i]!r} and {title!r})")
+            seen[i] = title
+        parts.append(Part(title, tuple(by_id[i] for i in ids), p.get("title_zh", "")))
+    missing = [i for i in by_id if i not in seen]
+    if missing:
+        raise ManifestError(f"chapter {missing[0]} is in no part: add it to a [[parts]] table in book.toml")
+    return tuple(parts)
 
 
 def load_book(path: str | Path | None = None) -> Book:
@@ -191,81 +225,6 @@ def load_book(path: str | Path | None = None) -> Book:
         raise ManifestError(f"{file} is not valid TOML: {e}") from None
     return parse_book(data, file.parent.resolve())
 
-
-# --- recording results from inside a notebook ----------------------------------------------------
-
-_state: dict[str, Any] = {"chapter": None, "metrics": {}}
-
-
-def active_profile() -> str:
-    """The profile a notebook runs under: set by the runner, `cpu` when run by hand."""
-    profile = os.environ.get(ENV_PROFILE, DEFAULT_PROFILE)
-    if profile not in PROFILES:
-        raise ManifestError(f"{ENV_PROFILE}={profile!r} is not one of {', '.join(PROFILES)}")
-    return profile
-
-
-def _metrics_file() -> Path | None:
-    if os.environ.get(ENV_METRICS):
-        return Path(os.environ[ENV_METRICS])
-    if _state["chapter"]:
-        # Run by hand (JupyterLab): keep results beside the runner's, under runs/interactive.
-        try:
-            root = find_root()
-        except ManifestError:
-            return None
-        return root / "runs" / "interactive" / f"{_state['chapter']}.metrics.json"
-    return None
-
-
-def run_dir() -> Path:
-    """Folder of the current run (where the runner writes results.json); runs/interactive by hand.
-
-    Chapters put artefacts that later chapters read here, e.g. chapter 06's scaling runs.
-    """
-    f = _metrics_file()
-    d = f.parent if f is not None else Path.cwd() / "runs" / "interactive"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def set_chapter(chapter_id: str | None) -> None:
-    """Called by `labkit.setup`: start a fresh record for this chapter."""
-    _state["chapter"] = chapter_id
-    _state["metrics"] = {}
-    f = _metrics_file()
-    if f is not None and f.exists():
-        f.unlink()
-
-
-def record(name: str, value: float) -> None:
-    """Store one result of the chapter (a number) for the runner and `check_targets`.
-
-    >>> record("val_loss", 1.93)
-    >>> recorded()["val_loss"]
-    1.93
-    """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"metric name must be an identifier like 'val_loss', got {name!r}")
-    if hasattr(value, "item"):  # numpy / torch scalars
-        value = value.item()
-    if isinstance(value, bool):
-        value = int(value)
-    if not isinstance(value, (int, float)):
-        raise TypeError(f"record({name!r}, ...) needs a number, got {type(value).__name__}")
-    value = float(value)
-    _state["metrics"][name] = value
-    f = _metrics_file()
-    if f is not None:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(_state["metrics"], indent=1))
-
-
-def recorded() -> dict[str, float]:
-    """The metrics recorded so far in this kernel."""
-    return dict(_state["metrics"])
-
-
 def evaluate_targets(targets: tuple[Target, ...], metrics: dict[str, float]) -> list[dict[str, Any]]:
     """One row per target: metric, op, value, actual (None if missing), passed.
 
@@ -274,28 +233,3 @@ def evaluate_targets(targets: tuple[Target, ...], metrics: dict[str, float]) -> 
     """
     return [{"metric": t.metric, "op": t.op, "value": t.value, "actual": metrics.get(t.metric),
              "passed": t.check(metrics.get(t.metric))} for t in targets]
-
-
-def check_targets(chapter: str | None = None, profile: str | None = None, strict: bool = False):
-    """Print the active profile's targets against what this chapter recorded.
-
-    Returns a pandas DataFrame (shown as a table in a notebook). With `strict=True` a failed
-    target raises, for scripts; the runner does its own check, so notebooks leave it False.
-    """
-    import pandas as pd
-
-    chapter = chapter or _state["chapter"]
-    if chapter is None:
-        raise RuntimeError("no chapter set: call labkit.setup(chapter='NN') first, or pass chapter=")
-    profile = profile or active_profile()
-    ch = load_book().chapter(chapter)
-    rows = evaluate_targets(ch.targets_for(profile), _state["metrics"])
-    extra = [{"metric": k, "op": "", "value": None, "actual": v, "passed": None}
-             for k, v in _state["metrics"].items() if k not in {r["metric"] for r in rows}]
-    table = pd.DataFrame(rows + extra, columns=["metric", "op", "value", "actual", "passed"])
-    n_ok = sum(r["passed"] for r in rows)
-    print(f"chapter {ch.id} on profile {profile!r}: {n_ok}/{len(rows)} targets met")
-    if strict and n_ok < len(rows):
-        failed = [f"{r['metric']} {r['op']} {r['value']:g} (got {r['actual']})" for r in rows if not r["passed"]]
-        raise AssertionError("targets not met: " + "; ".join(failed))
-    return table

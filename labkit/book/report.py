@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import book as bk
+from . import manifest as bk
 
 FILES = "report_files"
 
@@ -94,7 +94,7 @@ def _minutes_chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _machine_lines(run: dict[str, Any]) -> list[str]:
-    from .env import machine
+    from .session import machine
 
     info, where = run.get("machine"), "the machine of the run"
     if not info:
