@@ -192,6 +192,26 @@ def test_report_of_one_run_and_of_a_class(tiny, tmp_path, monkeypatch, capsys):
     assert "<table>" in paths[1].read_text() and "**missed**" in summary
     with pytest.raises(bk.ManifestError, match="run folder not found"):
         report.collect(tmp_path / "nope", tiny)
+    # A class report goes on past a foreign or unreadable folder, and names it.
+    foreign, broken = tmp_path / "class" / "carol", tmp_path / "class" / "dave"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a run")
+    broken.mkdir()
+    (broken / "results.json").write_text("{not json")
+    paths = report.write_report([alice, foreign, broken, bob], book=tiny)
+    text = paths[0].read_text()
+    assert "| alice | 2/2" in text and "| bob | 1/2" in text
+    assert "## Folders not in this report" in text and "carol" in text and "dave" in text
+    assert 'id="class-summary"' in paths[1].read_text()  # the page's contents link to each section
+
+
+def test_a_class_report_never_writes_to_the_root(tiny, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from labkit.book import report
+
+    assert report._default_out([Path("/a/x"), Path("/b/y")]) == Path.cwd() / "class_report"
+    assert report._default_out([Path("/a/x"), Path("/a/y")]) == Path("/a")
 
 
 def test_the_readme_params_file_example_plans(root, tmp_path):

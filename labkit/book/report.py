@@ -12,7 +12,6 @@ class summary: one row per run, one column per chapter.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
 import time
@@ -141,46 +140,56 @@ def _class_summary_md(book: bk.Book, runs: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:left}
+img{max-width:100%}strong{color:#b91c1c}nav.toc{background:#f6f6f6;padding:.5em 1em}
+</style></head><body>
+{% if toc %}<nav class="toc"><b>Contents</b><ul>{% for level, anchor, text in toc %}
+<li style="margin-left:{{ (level - 2) * 1.2 }}em"><a href="#{{ anchor }}">{{ text }}</a></li>{% endfor %}</ul></nav>{% endif %}
+{{ body }}
+</body></html>
+"""
+
+
 def _html(markdown: str, title: str) -> str:
-    """A small, dependency-free rendering of the report's Markdown (headings, tables, images, lists)."""
+    """The report's Markdown as an HTML page: markdown-it-py renders it (tables included), jinja2 lays
+    out the page, and every level-2 and level-3 heading gets an anchor and a line in the contents.
+
+    >>> page = _html("## Run a\\n\\n| x | y |\\n|---|---|\\n| 1 | 2 |", "t")
+    >>> '<td>1</td>' in page and 'href="#run-a"' in page
+    True
+    """
     import re
 
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
+    import jinja2
+    from markdown_it import MarkdownIt
 
-    out, table = [], False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= {"-"}:
-                continue
-            tag = "th" if not table else "td"
-            out.append(("<table>" if not table else "") + "<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in cells)
-                       + "</tr>")
-            table = True
-            continue
-        if table:
-            out.append("</table>")
-            table = False
-        m = re.match(r"!\[(.*)\]\((.*)\)", line.strip())
-        if m:
-            out.append(f"<p><img alt='{html.escape(m[1])}' src='{html.escape(m[2])}'></p>")
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            out.append(f"<div>• {inline(line[2:])}</div>")
-        elif line.strip():
-            out.append(f"<p>{inline(line)}</p>")
-    if table:
-        out.append("</table>")
-    style = ("body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;"
-             "text-align:left}img{max-width:100%}b{color:#b91c1c}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(out)}</body></html>")
+    md = MarkdownIt("commonmark").enable("table")
+    tokens = md.parse(markdown)
+    toc, seen = [], set()
+    for k, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.tag in ("h2", "h3"):
+            text = tokens[k + 1].content
+            anchor = re.sub(r"[^0-9a-z\u4e00-\u9fff]+", "-", text.lower()).strip("-") or f"s{k}"
+            while anchor in seen:
+                anchor += "-"
+            seen.add(anchor)
+            tok.attrSet("id", anchor)
+            toc.append((int(tok.tag[1]), anchor, re.sub(r"`", "", text)))
+    body = md.renderer.render(tokens, md.options, {})
+    page = jinja2.Environment(autoescape=True).from_string(PAGE)
+    return page.render(title=title, toc=toc, body=jinja2.utils.markupsafe.Markup(body))
+
+
+def _default_out(dirs: list[Path]) -> Path:
+    """The run folder itself, or the class's common folder; never the file-system root."""
+    if len(dirs) == 1:
+        return dirs[0]
+    common = Path(os.path.commonpath(dirs))
+    return common if common != Path(common.anchor) else Path.cwd() / "class_report"
 
 
 def write_report(run_dirs: list[str | Path], out: str | Path | None = None,
@@ -189,9 +198,18 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None,
     book = book or bk.load_book()
     if not run_dirs:
         raise bk.ManifestError("give at least one run folder, e.g. labkit report runs/cpu")
-    runs = [collect(d, book) for d in run_dirs]
-    dirs = [Path(d).resolve() for d in run_dirs]
-    out = Path(out) if out else (dirs[0] if len(dirs) == 1 else Path(os.path.commonpath(dirs)))
+    runs, skipped = [], []
+    for d in run_dirs:  # a class report goes on past a folder it cannot read, and says so
+        try:
+            runs.append(collect(d, book))
+        except (bk.ManifestError, OSError, ValueError, KeyError) as e:
+            if len(run_dirs) == 1:
+                raise
+            skipped.append((str(d), f"{type(e).__name__}: {e}"))
+    if not runs:
+        raise bk.ManifestError("no readable run folder: " + "; ".join(f"{d} ({why})" for d, why in skipped))
+    dirs = [Path(r["dir"]).resolve() for r in runs]
+    out = Path(out) if out else _default_out(dirs)
     files = out / FILES
     files.mkdir(parents=True, exist_ok=True)
     figs: dict[str, list[str]] = {}
@@ -206,6 +224,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None,
                 names.append(f"{FILES}/run{k}_{cid}_{j}.png")
             figs[f"{run['dir']}#{cid}"] = names
     md = _markdown(book, runs, figs)
+    if skipped:
+        md += "\n## Folders not in this report\n\n" + "\n".join(f"- `{d}`: {why}" for d, why in skipped) + "\n"
     (out / "report.md").write_text(md, encoding="utf-8")
     (out / "report.html").write_text(_html(md, f"Results report: {book.title}"), encoding="utf-8")
     return [out / "report.md", out / "report.html"]

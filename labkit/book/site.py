@@ -11,9 +11,10 @@ folder `make js` fills (`.venv/share/labkit-js`), so the site reads the same off
 """
 from __future__ import annotations
 
-import html
+import json
 import shutil
 import warnings
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ body { margin: 0; }
 .lk-ok { color: #15803d; } .lk-bad { color: #b91c1c; }
 .lk-index { max-width: 1100px; margin: 2em auto; font: 15px/1.55 system-ui, sans-serif; padding: 0 1em; }
 .lk-terms { color: #4b5563; font-size: 13px; }
+.lk-part th { padding-top: 1em; font-size: 16px; }
+.lk-toc ul { margin: .3em 0; columns: 2; } .lk-toc .lk-l3 { margin-left: 1.2em; font-size: 13px; }
+.lk-search input { width: 100%; font-size: 16px; padding: .4em; margin: .5em 0; }
 """
 
 
@@ -74,65 +78,75 @@ def copy_js(js_dir: Path, static: Path) -> list[str]:
     return missing
 
 
-def _targets_box(meta: dict[str, Any]) -> str:
-    if not meta:
-        return ""
-    rows = "".join(
-        f"<tr><td><code>{html.escape(t['metric'])}</code></td><td>{t['op']} {t['value']:g}</td>"
-        f"<td>{'missing' if t['actual'] is None else format(t['actual'], '.4g')}</td>"
-        f"<td class='{'lk-ok' if t['passed'] else 'lk-bad'}'>{'met' if t['passed'] else 'missed'}</td></tr>"
-        for t in meta.get("targets", []))
-    status = meta.get("status", "?")
-    cls = "lk-ok" if status == "ok" else "lk-bad"
-    head = (f"<b>Profile</b> {html.escape(str(meta.get('profile')))} · <b>status</b> "
-            f"<span class='{cls}'>{html.escape(status)}</span> · {meta.get('seconds', 0) / 60:.1f} min")
-    table = f"<table><tr><th>metric</th><th>target</th><th>value</th><th></th></tr>{rows}</table>" if rows else ""
-    return f"<div class='lk-box'>{head}{table}</div>"
+class _Sections(HTMLParser):
+    """The headings (h1-h3, with nbconvert's anchors) and the prose under each, from a chapter's page:
+    only markdown cells count (code and outputs would drown the search in numbers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[dict[str, Any]] = []
+        self.depth = 0  # >0 inside a rendered markdown cell
+        self.heading: dict[str, Any] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if self.depth:
+            self.depth += tag == "div"
+        elif tag == "div" and "jp-MarkdownOutput" in (a.get("class") or ""):
+            self.depth = 1
+        if self.depth and tag in ("h1", "h2", "h3") and a.get("id"):
+            self.heading = {"level": int(tag[1]), "anchor": a["id"], "section": "", "text": ""}
+            self.sections.append(self.heading)
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3") and self.heading is not None:
+            self.heading["section"] = self.heading["section"].replace("¶", "").strip()
+            self.heading = None
+        elif self.depth and tag == "div":
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if not self.depth:
+            return
+        if self.heading is not None:
+            self.heading["section"] += data
+        elif self.sections:
+            self.sections[-1]["text"] += data
 
 
-def _nav(book: bk.Book, ch: bk.Chapter, pages: list[bk.Chapter]) -> str:
-    i = pages.index(ch)
-    prev = f"<a href='{pages[i - 1].name}.html'>&larr; {pages[i - 1].id}</a>" if i > 0 else ""
-    nxt = f"<a href='{pages[i + 1].name}.html'>{pages[i + 1].id} &rarr;</a>" if i + 1 < len(pages) else ""
-    return (f"<nav class='lk-nav'><a href='index.html'>{html.escape(book.title_zh or book.title)}</a>"
-            f"<span class='lk-title'>{ch.id} · {html.escape(ch.title)} · {html.escape(ch.title_zh)}</span>"
-            f"{prev}{nxt}</nav>")
+def sections(page_html: str) -> list[dict[str, Any]]:
+    """Each heading of a chapter page: level, anchor, heading text, prose below it.
+
+    >>> sections('<div class="jp-MarkdownOutput"><h2 id="a-b">A b<a>¶</a></h2><p>Words here</p></div>')
+    [{'level': 2, 'anchor': 'a-b', 'section': 'A b', 'text': 'Words here'}]
+    """
+    parser = _Sections()
+    parser.feed(page_html)
+    for s in parser.sections:
+        s["text"] = " ".join(s["text"].split())
+    return parser.sections
 
 
-def _index(book: bk.Book, pages: list[bk.Chapter], metas: dict[str, dict[str, Any]], report: bool) -> str:
-    rows = []
+def _templates():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("labkit.book", "templates"), autoescape=True)
+
+
+def _index_parts(book: bk.Book, pages: list[bk.Chapter], metas: dict[str, dict[str, Any]]) -> list[dict]:
+    parts = []
     for part in book.parts:
-        rows.append(f"<tr class='lk-part'><th colspan='6'>{html.escape(part.title)} · {html.escape(part.title_zh)}</th></tr>")
-        rows += [_index_row(ch, pages, metas) for ch in part.chapters]
-    return _index_page(book, rows, report)
-
-
-def _index_row(ch: bk.Chapter, pages: list[bk.Chapter], metas: dict[str, dict[str, Any]]) -> str:
-    meta = metas.get(ch.id, {})
-    title = (f"<a href='{ch.name}.html'>{html.escape(ch.title)}</a>" if ch in pages
-             else html.escape(ch.title))
-    targets = meta.get("targets", [])
-    met = (f"<span class='{'lk-ok' if all(t['passed'] for t in targets) else 'lk-bad'}'>"
-           f"{sum(t['passed'] for t in targets)}/{len(targets)}</span>") if targets else "–"
-    state = ("in this run" if ch in pages else "not in this run") if ch.status == "written" else "planned"
-    terms = " · ".join(f"{html.escape(en)} {html.escape(zh)}" for en, zh in ch.terms.items())
-    mins = f"{meta['seconds'] / 60:.1f}" if "seconds" in meta else "–"
-    return (f"<tr><td>{ch.id}</td><td>{title}<div class='lk-terms'>{terms}</div></td>"
-            f"<td>{html.escape(ch.title_zh)}</td><td>{state}</td><td>{mins}</td><td>{met}</td></tr>")
-
-
-
-
-def _index_page(book: bk.Book, rows: list[str], report: bool) -> str:
-    link = "<p><a href='report.html'>Results report</a> (metrics against targets, machine, versions)</p>" \
-        if report else ""
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(book.title)}</title>"
-            f"<style>{CSS}</style></head><body><div class='lk-index'><h1>{html.escape(book.title)}<br>"
-            f"<small>{html.escape(book.title_zh)}</small></h1>"
-            f"<p>Version {html.escape(book.version)}. Each page is a chapter's notebook as executed by the runner, "
-            f"with its outputs and the targets it was checked against.</p>{link}"
-            "<table><tr><th>#</th><th>chapter · key terms</th><th>中文</th><th>status</th><th>minutes</th>"
-            f"<th>targets met</th></tr>{''.join(rows)}</table></div></body></html>")
+        rows = []
+        for ch in part.chapters:
+            meta, targets = metas.get(ch.id, {}), metas.get(ch.id, {}).get("targets", [])
+            state = ("in this run" if ch in pages else "not in this run") if ch.status == "written" else "planned"
+            rows.append({"id": ch.id, "title": ch.title, "title_zh": ch.title_zh, "state": state,
+                         "page": f"{ch.name}.html" if ch in pages else None,
+                         "terms": " · ".join(f"{en} {zh}" for en, zh in ch.terms.items()),
+                         "minutes": f"{meta['seconds'] / 60:.1f}" if "seconds" in meta else "–",
+                         "met": sum(t["passed"] for t in targets), "total": len(targets)})
+        parts.append({"title": part.title, "title_zh": part.title_zh, "rows": rows})
+    return parts
 
 
 def build_site(run_dir: str | Path, out: str | Path, book: bk.Book | None = None,
@@ -159,20 +173,30 @@ def build_site(run_dir: str | Path, out: str | Path, book: bk.Book | None = None
                             jquery_url="", mermaid_js_url="_static/mermaid.esm.min.mjs", mermaid_layout_elk_js_url="")
     pages = [ch for ch in book.in_reading_order() if ch.id in found]
     metas: dict[str, dict[str, Any]] = {}
-    for ch in pages:
+    env, search = _templates(), []
+    for k, ch in enumerate(pages):
         nb = nbformat.read(found[ch.id], as_version=4)
         metas[ch.id] = dict(nb.metadata.get("labkit", {}))
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{ch.id} {ch.title}"}})
-        head = f"<style>{CSS}</style>"
-        body = body.replace("</head>", head + "</head>", 1)
+        found_sections = sections(body)
+        search += [{"page": f"{ch.name}.html", "title": f"{ch.id} {ch.title}", **{k2: s[k2] for k2 in
+                    ("section", "anchor")}, "text": s["text"][:2000]} for s in found_sections]
+        toc = [(s["level"], s["anchor"], s["section"]) for s in found_sections if s["level"] in (2, 3)]
+        head = env.get_template("chapter_head.html.jinja").render(
+            book=book, ch=ch, meta=metas[ch.id], toc=toc, prev=pages[k - 1] if k else None,
+            next=pages[k + 1] if k + 1 < len(pages) else None)
+        body = body.replace("</head>", f"<style>{CSS}</style></head>", 1)
         start = body.index(">", body.index("<body")) + 1
-        body = body[:start] + _nav(book, ch, pages) + _targets_box(metas[ch.id]) + body[start:]
-        (out / f"{ch.name}.html").write_text(body, encoding="utf-8")
+        (out / f"{ch.name}.html").write_text(body[:start] + head + body[start:], encoding="utf-8")
+    # The search index is a script, not JSON fetched at run time: file:// pages may not fetch.
+    (out / "_static" / "search_index.js").write_text(
+        "window.LK_INDEX = " + json.dumps(search, ensure_ascii=False) + ";\n", encoding="utf-8")
     report = (run_dir / "report.html").is_file()
     if report:
         shutil.copy2(run_dir / "report.html", out / "report.html")
         if (run_dir / "report_files").is_dir():
             shutil.copytree(run_dir / "report_files", out / "report_files", dirs_exist_ok=True)
     index = out / "index.html"
-    index.write_text(_index(book, pages, metas, report), encoding="utf-8")
+    index.write_text(env.get_template("index.html.jinja").render(
+        book=book, css=CSS, report=report, parts=_index_parts(book, pages, metas)), encoding="utf-8")
     return index
