@@ -245,3 +245,25 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--version"])
     assert exit_.value.code == 0 and "labkit 0.1.0" in capsys.readouterr().out
+
+
+def test_calibrate_sweeps_seeds_and_proposes_targets_below_the_minimum(tmp_path):
+    from labkit.book import calibrate
+
+    (tmp_path / "book.toml").write_text(
+        '[book]\ntitle = "T"\nversion = "0"\n[profiles.smoke]\noffline = true\n[[chapters]]\nid = "00"\n'
+        'slug = "s"\ntitle = "S"\nnotebook = "nb/00_s.ipynb"\nstatus = "written"\ntargets.smoke = ['
+        '{ metric = "acc", op = ">=", value = 0.1 }, { metric = "err", op = "<", value = 1e-6 }]\n')
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb/00_s.ipynb", "seed = 0  # the seed",
+              "import labkit\nlabkit.setup(chapter='00', seed=seed, quiet=True)\n"
+              "labkit.record('acc', 0.70 + 0.02 * seed)\nlabkit.record('err', 1e-9)")
+    book = bk.load_book(tmp_path)
+    summary = calibrate.calibrate("00", [0, 1, 2], "smoke", out_dir=tmp_path / "cal", book=book)
+    rows = {r["metric"]: r for r in summary["rows"]}
+    assert rows["acc"]["min"] == pytest.approx(0.70) and rows["acc"]["max"] == pytest.approx(0.74)
+    assert rows["acc"]["proposed"] == 0.66  # min 0.70 minus the spread 0.04, two digits, rounded down
+    assert rows["err"]["proposed"] == 1e-6 and "deterministic" in rows["err"]["why"]
+    text = calibrate.format_summary(summary)
+    assert '{ metric = "acc", op = ">=", value = 0.66 },  # min 0.7 / max 0.74' in text
+    assert (tmp_path / "cal" / "calibrate.json").is_file()

@@ -56,6 +56,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if results["passed"] else 1
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import runner
+    from .calibrate import calibrate, format_summary
+
+    summary = calibrate(args.chapter, args.seeds, args.profile, runner.parse_assignments(args.param), args.out)
+    print(format_summary(summary))
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     book = bk.load_book()
     print(f"{book.title} (v{book.version})")
@@ -135,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action="store_true", help="write report.md and report.html in the output folder")
     r.set_defaults(fn=_cmd_run)
     rp = sub.add_parser("report", help="metrics against targets, minutes, machine: report.md and report.html")
+    ca = sub.add_parser("calibrate", help="run a chapter with several seeds; propose targets from min/mean/max")
+    ca.add_argument("chapter", help="chapter id or slug")
+    ca.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default: 0 1 2)")
+    ca.add_argument("--profile", default=bk.DEFAULT_PROFILE, help="smoke, cpu (default) or gpu")
+    ca.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a parameter, repeatable")
+    ca.add_argument("--out", help="output folder (default: runs/calibrate/<profile>/<chapter>)")
+    ca.set_defaults(fn=_cmd_calibrate)
     rp.add_argument("run_dirs", nargs="*", help="run folders (default: runs/cpu); several make a class summary")
     rp.add_argument("--out", help="folder for the report (default: the run folder, or the first one's parent)")
     rp.set_defaults(fn=_cmd_report)
