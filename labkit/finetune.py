@@ -106,15 +106,6 @@ def _check_texts_labels(texts, labels, what: str) -> tuple[list[str], list[int]]
     return texts, labels
 
 
-def _param_groups(model, weight_decay: float):
-    """Decay matrices only: decaying biases and LayerNorm gains pulls them to 0 for no benefit."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -157,7 +148,7 @@ def train_classifier(model, tokenizer, train_texts, train_labels, cfg: FinetuneC
     """
     from tqdm.auto import tqdm
 
-    from .train import lr_at
+    from .train import lr_at, param_groups
 
     cfg = cfg or FinetuneConfig()
     if not isinstance(cfg, FinetuneConfig):
@@ -183,7 +174,7 @@ def train_classifier(model, tokenizer, train_texts, train_labels, cfg: FinetuneC
 
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout masks
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     hist = FinetuneHistory()

@@ -207,10 +207,9 @@ class GPT(nn.Module):
         Decaying a gain or a bias pulls it towards 0, which changes what the layer computes rather
         than limiting its capacity; matrices (>= 2-D) are what decay is meant to shrink.
         """
-        params = [p for p in self.parameters() if p.requires_grad]  # tied weight listed once
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        from .train import param_groups  # the book's one weight-decay rule
+
+        groups = param_groups(self, weight_decay)  # a tied weight is listed once
         fused = next(self.parameters()).is_cuda
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 

@@ -57,6 +57,40 @@ class TokenBlocks:
             yield chunk[None, :-1], chunk[None, 1:]
 
 
+def param_groups(model_or_params, weight_decay: float) -> list[dict]:
+    """The book's one weight-decay rule: decay matrices and embeddings (>= 2-D) only.
+
+    Decaying a bias, a LayerNorm gain or a learned temperature pulls it towards 0, which changes what
+    the layer computes rather than limiting its capacity (GPT-2's and CLIP's training code do the
+    same). Frozen parameters are left out.
+
+    >>> groups = param_groups(torch.nn.Linear(3, 2), 0.1)
+    >>> [len(g["params"]) for g in groups], [g["weight_decay"] for g in groups]
+    ([1, 1], [0.1, 0.0])
+    """
+    params = model_or_params.parameters() if isinstance(model_or_params, torch.nn.Module) else model_or_params
+    params = [p for p in params if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _mixed_precision(device: torch.device, enabled: bool):
+    """bf16 autocast when asked: on the CPU as chapter 06 teaches it, on a GPU as `runtime` decides."""
+    import contextlib
+
+    from . import runtime
+
+    if not enabled:
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return runtime.autocast(str(device))
+
+
 def lr_at(progress: float, lr: float, warmup: float = 0.05, min_lr_ratio: float = 0.1) -> float:
     """Learning rate at `progress` in [0, 1] of training: linear warm-up, then cosine decay.
 
@@ -107,10 +141,10 @@ def estimate_loss(model, blocks: TokenBlocks, cfg: TrainConfig, batches: int | N
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
-    losses = []
+    losses, dev = [], _device_of(model)
     for _ in range(batches or cfg.eval_batches):
         x, y = blocks.batch(cfg.batch_size, cfg.block_size, g)
-        losses.append(model(x, y)[1].item())
+        losses.append(model(x.to(dev), y.to(dev))[1].item())
     model.train(was_training)
     return float(np.mean(losses))
 
@@ -125,7 +159,8 @@ def full_loss(model, blocks: TokenBlocks, block_size: int, max_tokens: int | Non
 
     def flush():
         nonlocal total, count
-        x, y = torch.cat(xs), torch.cat(ys)
+        dev = _device_of(model)
+        x, y = torch.cat(xs).to(dev), torch.cat(ys).to(dev)
         total += model(x, y)[1].item() * y.numel()
         count += y.numel()
         xs.clear()
@@ -178,6 +213,7 @@ def train_lm(model, optimizer, train: TokenBlocks, val: TokenBlocks | None, cfg:
     step, t_start = start_step, time.perf_counter() - history.seconds
     total = None if cfg.budget_s else cfg.max_steps
     bar = tqdm(total=total, initial=start_step, disable=not progress, desc="train", leave=False)
+    dev = _device_of(model)  # batches are drawn on the CPU (a seeded generator), then moved
     while True:
         elapsed = time.perf_counter() - t_start
         done = elapsed >= cfg.budget_s if cfg.budget_s else step >= cfg.max_steps
@@ -190,8 +226,8 @@ def train_lm(model, optimizer, train: TokenBlocks, val: TokenBlocks | None, cfg:
         loss_sum = 0.0
         for _ in range(cfg.grad_accum):
             x, y = train.batch(cfg.batch_size, cfg.block_size, generator)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
-                _, loss = model(x, y)
+            with _mixed_precision(dev, cfg.autocast_bf16):
+                _, loss = model(x.to(dev), y.to(dev))
             (loss / cfg.grad_accum).backward()
             loss_sum += loss.item() / cfg.grad_accum
         if cfg.grad_clip:
@@ -272,17 +308,14 @@ def train_mlm(model, tokenizer, encoded: list[list[int]], steps: int, batch_size
     if steps < 1 or not encoded:
         raise ValueError("train_mlm needs steps >= 1 and at least one encoded sequence")
     g = torch.Generator().manual_seed(seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     batches = mlm_batches(encoded, tokenizer, batch_size, g)
     losses = []
     model.train()
     for step in tqdm(range(steps), desc="mlm", disable=not progress, leave=False):
         for group in opt.param_groups:
             group["lr"] = lr_at(step / steps, lr, warmup, 0.0)
-        loss = model(**next(batches)).loss
+        loss = model(**{k: v.to(_device_of(model)) for k, v in next(batches).items()}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
