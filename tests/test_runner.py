@@ -267,3 +267,13 @@ def test_calibrate_sweeps_seeds_and_proposes_targets_below_the_minimum(tmp_path)
     text = calibrate.format_summary(summary)
     assert '{ metric = "acc", op = ">=", value = 0.66 },  # min 0.7 / max 0.74' in text
     assert (tmp_path / "cal" / "calibrate.json").is_file()
+
+
+def test_a_chapter_without_targets_on_the_profile_is_unchecked_not_passed(tiny, tmp_path):
+    res = runner.run(["00"], profile="cpu", out_dir=tmp_path, book=tiny, echo=False)
+    assert res["chapters"][0]["status"] == "ok"  # the tiny book has cpu targets for 00
+    bare = bk.parse_book({"book": {"title": "t", "version": "0"}, "profiles": {"smoke": {}},
+                          "chapters": [{"id": "00", "slug": "square", "title": "S", "status": "written",
+                                        "notebook": "nb/00_square.ipynb"}]}, tiny.root)
+    res = runner.run(["00"], profile="smoke", out_dir=tmp_path / "bare", book=bare, echo=False)
+    assert res["chapters"][0]["status"] == "unchecked" and res["passed"] is False

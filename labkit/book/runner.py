@@ -6,7 +6,8 @@ The contract of `results.json`:
      "metrics": {name: number}, "targets": [{"metric", "op", "value", "actual", "passed"}],
      "error", "parameters"}]}
 with status one of "ok" (ran, every target met), "failed" (ran, a target missed), "error" (the
-notebook raised) or "planned" (not written yet; never passed).
+notebook raised), "unchecked" (it ran, but the profile gives it no targets: never passed) or
+"planned" (not written yet; never passed).
 """
 from __future__ import annotations
 
@@ -265,7 +266,9 @@ def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: 
     if metrics_file.exists():
         entry["metrics"] = json.loads(metrics_file.read_text())
     entry["targets"] = bk.evaluate_targets(ch.targets_for(profile), entry["metrics"])
-    if entry["status"] == "ok":
+    if entry["status"] == "ok" and not entry["targets"]:
+        entry["status"] = "unchecked"  # ran, but nothing on this profile says whether it worked
+    elif entry["status"] == "ok":
         entry["passed"] = all(t["passed"] for t in entry["targets"])
         entry["status"] = "ok" if entry["passed"] else "failed"
     if out_nb.exists():

@@ -124,17 +124,27 @@ def hardware(dev: str) -> str:
     return f"CPU ({os.cpu_count()} cores, no GPU)"
 
 
+def memory_gib() -> float | None:
+    """Installed memory: psutil where it is installed (every OS), else POSIX sysconf, else unknown."""
+    try:
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    try:
+        return round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):  # Windows has no sysconf
+        return None
+
+
 def machine() -> dict[str, str | int | float]:
     """What a run ran on: OS, CPU, cores, memory, GPU, and the versions that shape its numbers."""
     import platform
 
     info: dict[str, str | int | float] = {"platform": platform.platform(), "processor": platform.machine(),
                                           "cores": os.cpu_count() or 1, "python": platform.python_version()}
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        info["memory_gib"] = round(pages * size / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
+    info["memory_gib"] = memory_gib()
     for pkg in ("torch", "transformers", "datasets", "peft", "labkit"):
         info[pkg] = version(pkg)
     try:
