@@ -1,4 +1,4 @@
-"""Model helpers shared by chapters: sentence embeddings, chat generation, parameter counts."""
+"""Model helpers shared by chapters: sentence embeddings, parameter counts (and `chat`, re-exported)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -38,31 +38,10 @@ def encode_sentences(texts: Sequence[str], model, tokenizer, batch_size: int = 6
     return torch.cat(out).cpu()
 
 
-def chat(model, tokenizer, messages: list[dict[str, str]] | str, max_new_tokens: int = 64,
-         do_sample: bool = False, **generate_kwargs) -> str:
-    """Answer a conversation with a chat model through its chat template (greedy by default).
-
-    >>> chat(model, tok, "What is the capital of France?")          # doctest: +SKIP
-    'The capital of France is Paris.'
-    """
-    import torch
-
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("this tokenizer has no chat template; use an instruct model such as "
-                         "'smollm2-135m-instruct', or build the prompt text yourself")
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True).to(next(model.parameters()).device)
-    if not do_sample:
-        # Greedy decoding: drop the sampling settings a generation config may carry, to avoid warnings.
-        generate_kwargs.update(temperature=None, top_p=None, top_k=None)
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **generate_kwargs)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
-
 # The book's GPT (chapter 05) lives in labkit/gpt.py; it is re-exported here so chapters can write
 # `from labkit.models import GPT, GPTConfig`.
 from .gpt import GPT, GPTConfig  # noqa: E402
+
+# The chat helper's one home is labkit.generate (chapter 10); re-exported so that chapters can
+# write `models.chat(model, tok, messages)`.
+from .generate import chat  # noqa: E402

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from labkit import assets, models
+from labkit import assets, generate, models
 
 
 def test_sources_are_inside_the_installed_packages():
@@ -51,4 +51,4 @@ def test_smollm2_converts_once_and_answers_through_its_chat_template():
     model, tok = assets.load_model("smollm2-135m-instruct")
     assert model.config.model_type == "llama" and 134e6 < models.count_parameters(model) < 136e6
     assert "<|im_start|>" in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
-    assert "Paris" in models.chat(model, tok, "What is the capital of France?", max_new_tokens=16)
+    assert "Paris" in generate.chat(model, tok, "What is the capital of France?", max_new_tokens=16)

@@ -197,7 +197,8 @@ def test_pipeline_rank_penalty_weighs_the_retriever(monkeypatch):
             return [(2, 0.9), (0, 0.5), (1, 0.1)][:k]
 
     spans = [{"answer": "top", "score": 1.0}, {"answer": "second", "score": 1.5}, {"answer": "third", "score": 0.2}]
-    monkeypatch.setattr(qa, "predict_spans", lambda *a, **kw: spans)
+    # QAPipeline reads predict_spans from its own module, so that is where the stub goes
+    monkeypatch.setattr(qa.pipeline, "predict_spans", lambda *a, **kw: spans)
     passages = [{"id": f"p{i}", "text": f"passage {i}"} for i in range(3)]
     reader_alone = qa.QAPipeline(Ranked(), passages, reader=None, tokenizer=None, k=3)
     out = reader_alone("Which?")

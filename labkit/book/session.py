@@ -80,6 +80,13 @@ def _profile_table(name: str) -> dict:
         return {"offline": True, "device": "auto", "threads": 0}
 
 
+def _chapter_minutes(chapter: str | None, profile: str) -> float | None:
+    try:
+        return load_book().chapter(chapter).minutes.get(profile) if chapter else None
+    except ManifestError:
+        return None
+
+
 def setup(chapter: str | None = None, seed: int = 0, threads: int | None = None,
           device: str | None = None, quiet: bool = False) -> Setup:
     """Prepare a chapter: profile, seeds, threads, device, hub switch, and one summary line.
@@ -107,6 +114,9 @@ def setup(chapter: str | None = None, seed: int = 0, threads: int | None = None,
         from .. import __version__
 
         print(f"labkit {__version__} | {info}")
+        minutes = _chapter_minutes(chapter, profile)
+        if minutes:
+            print(f"expected time: about {minutes:g} min on the {profile} profile (book.toml, measured on a 2-core CPU)")
         print(f"hardware: {hardware(dev)} | python {sys.version.split()[0]} | torch {torch.__version__} | "
               f"transformers {version('transformers')}")
     return info
