@@ -26,7 +26,8 @@ def test_written_chapters_have_smoke_and_cpu_targets(root):
         if c.status == "written":
             assert (root / c.notebook).is_file()
             assert c.targets_for("smoke") and c.targets_for("cpu"), c.id
-            assert "smoke" in c.minutes and "cpu" in c.minutes, c.id
+            # Minutes are measured or absent ("–" in the tables): never an estimate typed in.
+            assert "smoke" in c.minutes, c.id
 
 
 @pytest.mark.parametrize("key", ["0", "00", "setup", "00_setup", " 00 "])

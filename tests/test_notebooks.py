@@ -20,6 +20,7 @@ def test_notebooks_are_stored_clean(root):
         assert "parameters" in code[0].metadata.get("tags", []), f"{nb_path.name}: first code cell must be parameters"
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
         assert {"kernelspec", "language_info"} <= set(nb.metadata), nb_path.name
+        assert nb.metadata.kernelspec.name == "labkit", f"{nb_path.name}: the book's kernel is 'labkit'"
         assert "labkit.setup(" in code[1].source, f"{nb_path.name}: cell 3 calls labkit.setup"
         assert "labkit.check_targets()" in "".join(c.source for c in code), nb_path.name
         assert any("Exercises" in c.source for c in nb.cells if c.cell_type == "markdown"), nb_path.name

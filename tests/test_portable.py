@@ -44,6 +44,7 @@ def test_peak_memory_without_proc_samples_the_resident_set(monkeypatch):
 def test_no_load_average_needed(monkeypatch):
     """The thread count comes from the profile, never from os.getloadavg (absent on Windows)."""
     monkeypatch.delattr(os, "getloadavg", raising=False)
+    monkeypatch.delenv("LABKIT_THREADS", raising=False)  # `make test` sets it for its parallel workers
     env = session.profile_environment({"offline": True, "device": "cpu", "threads": 0})
     assert int(env["LABKIT_THREADS"]) == (os.cpu_count() or 1)
 

@@ -136,10 +136,12 @@ def test_scaling_study_records_and_flops():
 
 
 def test_model_card_sections_and_targets():
-    sections = {s: f"text of {s}" for s in R.MODEL_CARD_SECTIONS}
-    card = R.model_card("demo", "00", sections, {"cosine_gap": 0.7, "other": 1.0}, profile="cpu")
+    from labkit import book
+
+    sections = {s: f"text of {s}" for s in book.MODEL_CARD_SECTIONS}
+    card = book.model_card("demo", "00", sections, {"cosine_gap": 0.7, "other": 1.0}, profile="cpu")
     assert card.startswith("# Model card: demo")
-    assert all(f"## {s}" in card for s in R.MODEL_CARD_SECTIONS)
+    assert all(f"## {s}" in card for s in book.MODEL_CARD_SECTIONS)
     assert "| `cosine_gap` | 0.7 | > 0.3 |" in card and "| `other` | 1 |  |" in card
     with pytest.raises(ValueError, match="missing"):
-        R.model_card("demo", "00", {"Model details": "x"})
+        book.model_card("demo", "00", {"Model details": "x"})

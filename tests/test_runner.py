@@ -271,7 +271,7 @@ def test_calibrate_sweeps_seeds_and_proposes_targets_below_the_minimum(tmp_path)
 
 def test_a_chapter_without_targets_on_the_profile_is_unchecked_not_passed(tiny, tmp_path):
     res = runner.run(["00"], profile="cpu", out_dir=tmp_path, book=tiny, echo=False)
-    assert res["chapters"][0]["status"] == "ok"  # the tiny book has cpu targets for 00
+    assert res["chapters"][0]["status"] == "failed"  # cpu targets exist (and x = 3 misses y == 4): checked
     bare = bk.parse_book({"book": {"title": "t", "version": "0"}, "profiles": {"smoke": {}},
                           "chapters": [{"id": "00", "slug": "square", "title": "S", "status": "written",
                                         "notebook": "nb/00_square.ipynb"}]}, tiny.root)

@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action="store_true", help="write report.md and report.html in the output folder")
     r.set_defaults(fn=_cmd_run)
     rp = sub.add_parser("report", help="metrics against targets, minutes, machine: report.md and report.html")
+    sv = sub.add_parser("serve", help="serve SmolLM2 with an OpenAI-compatible API and a chat page (chapter 20); "
+                                      "`labkit serve --help` for its options", add_help=False)
+    sv.add_argument("options", nargs=argparse.REMAINDER, help="--model, --host (127.0.0.1), --port, --api-key, ...")
+    sv.set_defaults(fn=_cmd_serve)
     ca = sub.add_parser("calibrate", help="run a chapter with several seeds; propose targets from min/mean/max")
     ca.add_argument("chapter", help="chapter id or slug")
     ca.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default: 0 1 2)")
@@ -169,7 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ..serving.server import main as serve  # chapter 20's server, outside the notebook
+
+    return serve(args.options)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # the server parses its own options (`labkit serve --help`)
+        return _cmd_serve(argparse.Namespace(options=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
