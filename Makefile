@@ -81,7 +81,7 @@ system:
 JOBS    ?= $(shell $(PY) -c 'import os; print(max(1, min(4, os.cpu_count() or 1)))' 2>/dev/null || echo 1)
 
 test: $(STAMP) $(JS)/.installed
-	LABKIT_THREADS=$${LABKIT_THREADS:-1} $(BIN)/python -m pytest -n $(JOBS) --dist load --durations=8 --doctest-modules labkit tests
+	LABKIT_THREADS=$${LABKIT_THREADS:-1} $(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=10 --doctest-modules labkit tests
 
 test-fast: $(STAMP)
 	LABKIT_THREADS=$${LABKIT_THREADS:-1} $(BIN)/python -m pytest -n $(JOBS) --doctest-modules labkit tests -m "not notebook"

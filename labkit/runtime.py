@@ -3,8 +3,9 @@
 Every other module may import this one; it imports nothing of `labkit`. Each rule lives here once:
 
 - the cache folder: `$LABKIT_CACHE`, else `~/.cache/labkit`;
-- the offline rule: the hub is off unless the active profile says `offline = false` (the runner and
-  `labkit.setup` both call `set_offline`); a reader can force it either way with `HF_HUB_OFFLINE`;
+- the offline rule: the hub is off unless the active profile says `offline = false`; the runner and
+  `labkit.setup` both take it from `labkit.book.session.profile_environment` and this module reads
+  it back (`offline()`);
 - the device rule: `$LABKIT_DEVICE` (set by `labkit run --device`, by `labkit.setup(device=...)` or
   from the profile's `device`), else what exists: cuda, then Apple's mps, then cpu.
 """

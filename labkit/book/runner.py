@@ -316,8 +316,9 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
                   for ch, _ in todo if ch.status != "planned"}
         known = [m for m in expect.values() if m]
         factor = reference / machine["speed_score"] if reference else 1.0
-        print(f"{len(expect)} chapter(s) on the {profile} profile: about {sum(known):.0f} min on this machine "
-              f"(book.toml's minutes x {factor:.2f}, from a speed test)"
+        how = (f"book.toml's minutes x {factor:.2f}, from a speed test" if reference else
+               "book.toml's minutes; no speed reference recorded to scale them")
+        print(f"{len(expect)} chapter(s) on the {profile} profile: about {sum(known):.0f} min on this machine ({how})"
               + (f"; {len(expect) - len(known)} chapter(s) not timed yet" if len(known) < len(expect) else ""),
               flush=True)
     results: dict[str, Any] = {"profile": profile, "passed": False, "machine": machine,
