@@ -380,3 +380,41 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[int]]:
     if empty:
         raise EvalFileError(f"eval_csv: {len(empty)} row(s) with an empty text, e.g. line(s) {empty[:5]}")
     return texts, labels
+
+
+def jsonl_objects(path: str | Path, what: str, fields: tuple[str, ...],
+                  error: type[Exception] = EvalFileError) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-empty line of a reader's JSON-lines file, each checked to be a
+    JSON object with `fields`; anything else raises `error` naming `what`, the file, the line and the fix.
+    Chapters 16's `ner_eval_jsonl` and `kgqa_eval_jsonl` read through it.
+
+    >>> jsonl_objects("/nonexistent.jsonl", "my_jsonl", ("text",))
+    Traceback (most recent call last):
+    ...
+    labkit.data.EvalFileError: my_jsonl: no file at '/nonexistent.jsonl'; give the path of a JSON-lines file
+    """
+    p = Path(path).expanduser()
+    where = f"{what}: {p.name}"
+    if not p.is_file():
+        raise error(f"{what}: no file at {str(p)!r}; give the path of a JSON-lines file")
+    try:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise error(f"{where} is not UTF-8 text ({e.reason}); save it as UTF-8") from None
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{where}, line {i}: not valid JSON ({e.msg} at column {e.colno}); "
+                        "write one JSON object per line") from None
+        if not isinstance(obj, dict):
+            shape = ", ".join(f'"{f}": ...' for f in fields)
+            raise error(f"{where}, line {i}: expected a JSON object {{{shape}}}, got {type(obj).__name__}")
+        for key in fields:
+            if key not in obj:
+                raise error(f"{where}, line {i}: missing field {key!r}; found {sorted(obj)}")
+        rows.append((i, obj))
+    return rows

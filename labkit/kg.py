@@ -9,11 +9,12 @@ unique in the graph; `cooccurrences` and `pattern_relation` are chapter 16's rel
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 from typing import Any, Sequence
+
+from . import data
 
 RELATIONS = ("capital", "currency", "language", "borders", "region")
 RETURNS = RELATIONS + ("country",)
@@ -348,27 +349,8 @@ def read_kgqa_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """
     p = Path(path).expanduser()
     where = f"kgqa_eval_jsonl: {p.name}"
-    if not p.is_file():
-        raise KgqaFileError(f"kgqa_eval_jsonl: no file at {str(p)!r}; give the path of a JSON-lines file")
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise KgqaFileError(f"{where} is not UTF-8 text ({e.reason}); save it as UTF-8") from None
     rows = []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise KgqaFileError(f"{where}, line {i}: not valid JSON ({e.msg} at column {e.colno}); "
-                                "write one JSON object per line") from None
-        if not isinstance(obj, dict):
-            raise KgqaFileError(f"{where}, line {i}: expected a JSON object {{\"question\": ..., \"answers\": [...]}}, "
-                                f"got {type(obj).__name__}")
-        for key in ("question", "answers"):
-            if key not in obj:
-                raise KgqaFileError(f"{where}, line {i}: missing field {key!r}; found {sorted(obj)}")
+    for i, obj in data.jsonl_objects(p, "kgqa_eval_jsonl", ("question", "answers"), KgqaFileError):
         q, a = obj["question"], obj["answers"]
         if not isinstance(q, str) or not q.strip():
             raise KgqaFileError(f"{where}, line {i}: field 'question' must be a non-empty string")

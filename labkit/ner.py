@@ -10,12 +10,13 @@ pieces (`hmm_counts`, `viterbi`) are reused by later chapters.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from . import data
 
 TAG_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 TYPES = ("PER", "LOC", "ORG")
@@ -318,27 +319,8 @@ def read_ner_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """
     p = Path(path).expanduser()
     where = f"ner_eval_jsonl: {p.name}"
-    if not p.is_file():
-        raise NerFileError(f"ner_eval_jsonl: no file at {str(p)!r}; give the path of a JSON-lines file")
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise NerFileError(f"{where} is not UTF-8 text ({e.reason}); save it as UTF-8") from None
     rows = []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise NerFileError(f"{where}, line {i}: not valid JSON ({e.msg} at column {e.colno}); "
-                               "write one JSON object per line") from None
-        if not isinstance(obj, dict):
-            raise NerFileError(f"{where}, line {i}: expected a JSON object {{\"text\": ..., \"entities\": ...}}, "
-                               f"got {type(obj).__name__}")
-        for key in ("text", "entities"):
-            if key not in obj:
-                raise NerFileError(f"{where}, line {i}: missing field {key!r}; found {sorted(obj)}")
+    for i, obj in data.jsonl_objects(p, "ner_eval_jsonl", ("text", "entities"), NerFileError):
         text, ents = obj["text"], obj["entities"]
         if not isinstance(text, str) or not text.strip():
             raise NerFileError(f"{where}, line {i}: field 'text' must be a non-empty string")
