@@ -2,7 +2,8 @@
 
 The recipe is the one chapter 07 teaches: AdamW (no weight decay on biases and LayerNorm), a
 linear warm-up then cosine decay (`labkit.train.lr_at`), gradient clipping, and early stopping
-on a validation split that restores the best weights. `add_lora` wraps a model with `peft`.
+on a validation split that restores the best weights; the loop is `labkit.train.fit`.
+`add_lora` wraps a model with `peft`.
 Chapters 08 and 14 reuse these functions.
 """
 from __future__ import annotations
@@ -110,15 +111,18 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _batch(tokenizer, texts: list[str], labels: list[int] | None, idx: Sequence[int], max_length: int, device):
+    enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt").to(device)
+    if labels is not None:
+        enc["labels"] = torch.tensor([labels[j] for j in idx], device=device)
+    return enc
+
+
 def _batches(tokenizer, texts: list[str], labels: list[int] | None, order: Sequence[int], batch_size: int,
              max_length: int, device):
     for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(device)
-        if labels is not None:
-            enc["labels"] = torch.tensor([labels[j] for j in idx], device=device)
-        yield enc
+        yield _batch(tokenizer, texts, labels, order[i:i + batch_size], max_length, device)
 
 
 @torch.no_grad()
@@ -146,9 +150,7 @@ def train_classifier(model, tokenizer, train_texts, train_labels, cfg: FinetuneC
     >>> len(hist.train_loss)  # doctest: +SKIP
     1
     """
-    from tqdm.auto import tqdm
-
-    from .train import lr_at, param_groups
+    from .train import fit, shuffled_batches
 
     cfg = cfg or FinetuneConfig()
     if not isinstance(cfg, FinetuneConfig):
@@ -168,62 +170,50 @@ def train_classifier(model, tokenizer, train_texts, train_labels, cfg: FinetuneC
         vtexts, vlabels = _check_texts_labels(val_texts, val_labels, "validation")
     elif cfg.patience:
         raise FinetuneError("early stopping (patience > 0) needs val_texts and val_labels")
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
+    if not any(p.requires_grad for p in model.parameters()):
         raise FinetuneError("the model has no trainable parameters (all requires_grad=False)")
 
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout masks
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
     hist = FinetuneHistory()
-    best_loss, best_state, bad_epochs, step = math.inf, None, 0, 0
+    best = {"loss": math.inf, "state": None, "bad_epochs": 0}
     t0 = time.perf_counter()
-    bar = tqdm(total=total, desc="fine-tune", disable=not progress, leave=False)
-    model.train()
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(texts), generator=g).tolist()
-        losses = []
-        for enc in _batches(tokenizer, texts, labels, order, cfg.batch_size, cfg.max_length, _device(model)):
-            lr = lr_at(step / total, cfg.lr, cfg.warmup, 0.0)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss = model(**enc).loss
-            loss.backward()
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            losses.append(loss.item())
-            hist.step_loss.append(loss.item())
-            hist.lr.append(lr)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        hist.epoch.append(epoch + 1)
-        hist.train_loss.append(float(np.mean(losses)))
-        if has_val:
-            vl, va = _evaluate(model, tokenizer, vtexts, vlabels, 64, cfg.max_length)
-            hist.val_loss.append(vl)
-            hist.val_accuracy.append(va)
-            if vl < best_loss - 1e-6:
-                best_loss, bad_epochs, hist.best_epoch = vl, 0, epoch + 1
-                if cfg.patience:
-                    # Keep a copy of the trainable weights only (small for adapters).
-                    best_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-            else:
-                bad_epochs += 1
-                if cfg.patience and bad_epochs >= cfg.patience:
-                    hist.stopped_early = epoch + 1 < cfg.epochs
-                    break
-    bar.close()
-    if best_state is not None:
+
+    def end_of_epoch(step: int, h) -> bool:
+        """Per-epoch bookkeeping after fit's update: mean loss, validation, early stopping."""
+        if step % steps_per_epoch:
+            return False
+        epoch = step // steps_per_epoch
+        hist.epoch.append(epoch)
+        hist.train_loss.append(float(np.mean(h.train_loss[-steps_per_epoch:])))
+        if not has_val:
+            return False
+        vl, va = _evaluate(model, tokenizer, vtexts, vlabels, 64, cfg.max_length)
+        hist.val_loss.append(vl)
+        hist.val_accuracy.append(va)
+        if vl < best["loss"] - 1e-6:
+            best.update(loss=vl, bad_epochs=0)
+            hist.best_epoch = epoch
+            if cfg.patience:
+                # Keep a copy of the trainable weights only (small for adapters).
+                best["state"] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            return False
+        best["bad_epochs"] += 1
+        hist.stopped_early = bool(cfg.patience) and best["bad_epochs"] >= cfg.patience and epoch < cfg.epochs
+        return hist.stopped_early
+
+    batches = (_batch(tokenizer, texts, labels, idx.tolist(), cfg.max_length, _device(model))
+               for idx in shuffled_batches(len(texts), cfg.batch_size, cfg.epochs, g))
+    run = fit(model, batches, steps=steps_per_epoch * cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+              warmup=cfg.warmup, min_lr_ratio=0.0, clip=cfg.max_grad_norm, device=_device(model),
+              mixed_precision=False, progress=progress, desc="fine-tune", on_step=end_of_epoch)
+    hist.step_loss, hist.lr = run.train_loss, run.lr
+    if best["state"] is not None:
         with torch.no_grad():
             for n, p in model.named_parameters():
-                if n in best_state:
-                    p.copy_(best_state[n])
-    model.eval()
+                if n in best["state"]:
+                    p.copy_(best["state"][n])
     hist.seconds = time.perf_counter() - t0
     return hist
 

@@ -119,3 +119,116 @@ def test_built_asset_paths_depend_on_the_recipe_settings():
     assert builds.built_path("zh-char-bert", steps=30).name == "zh-char-bert-steps30"
     with pytest.raises(assets.AssetError, match="built models: zh-char-bert"):
         builds.built_path("en-bert")
+
+
+# --- fit: the one training loop -------------------------------------------------------------------
+
+def _zero_loss(m, batch):
+    return sum((p * 0).sum() for p in m.parameters())  # zero gradients: only weight decay moves weights
+
+
+def test_fit_decays_matrices_only():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    before = [p.detach().clone() for p in m.parameters()]
+    train.fit(m, iter([None]), _zero_loss, steps=1, lr=0.5, weight_decay=0.1, warmup=0.0, device="cpu",
+              progress=False)
+    for p, p0 in zip(m.parameters(), before):  # AdamW with a zero gradient: p <- p (1 - lr wd) if decayed
+        expected = p0 * (1 - 0.5 * 0.1) if p.dim() >= 2 else p0
+        assert torch.equal(p.detach(), expected), p.shape
+
+
+def test_fit_follows_lr_at_and_stops_on_request():
+    m = torch.nn.Linear(2, 1)
+    seen = []
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+
+    def hook(step, h):
+        seen.append(opt.param_groups[0]["lr"])  # the rate the update just used
+        return step == 7
+
+    h = train.fit(m, iter(lambda: None, 0), _zero_loss, steps=10, lr=0.3, warmup=0.2, min_lr_ratio=0.1,
+                  optimizer=opt, device="cpu", progress=False, on_step=hook)
+    expected = [train.lr_at(s / 10, 0.3, 0.2, 0.1) for s in range(7)]
+    assert h.lr == seen == expected and h.step == list(range(1, 8))
+    assert not m.training  # fit leaves the model ready to evaluate
+
+
+def test_fit_clips_the_gradient_norm():
+    m = torch.nn.Linear(4, 1, bias=False)
+    w0 = m.weight.detach().clone()
+    # SGD at a constant rate 1: the update is minus the clipped gradient (here 1000 * ones, norm 2000).
+    train.fit(m, iter([None]), lambda m, b: 1000 * m.weight.sum(), steps=1, warmup=0.0, min_lr_ratio=1.0, lr=1.0,
+              clip=0.5, optimizer=torch.optim.SGD(m.parameters(), lr=1.0), device="cpu", progress=False)
+    step = w0 - m.weight.detach()
+    assert float(step.norm()) == pytest.approx(0.5, rel=1e-6)
+    assert torch.allclose(step, torch.full_like(step, 0.25))  # same direction, only shorter
+
+
+def test_fit_accumulating_micro_batches_equals_one_big_batch():
+    x, y = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), torch.randn(8, 1)
+    loss = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])  # noqa: E731
+    runs = []
+    for accum, batches in [(1, [(x, y)]), (4, [(x[i:i + 2], y[i:i + 2]) for i in range(0, 8, 2)])]:
+        torch.manual_seed(0)
+        m = torch.nn.Linear(3, 1)
+        h = train.fit(m, iter(batches), loss, steps=1, grad_accum=accum, lr=0.1, warmup=0.0, clip=None,
+                      optimizer=torch.optim.SGD(m.parameters(), lr=0.1), device="cpu", progress=False)
+        runs.append((h.train_loss[0], torch.cat([p.detach().flatten() for p in m.parameters()])))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)  # the mean of equal-sized micro-batch means
+    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=1e-6, atol=1e-7)
+
+
+def test_fit_runs_on_the_runtime_device(monkeypatch):
+    from labkit import runtime
+
+    asked = []
+    monkeypatch.setattr(runtime, "device", lambda: asked.append(1) or runtime.resolve_device(None))
+    dev = torch.device(runtime.resolve_device(None))
+    m = torch.nn.Linear(2, 2)
+    places = []
+
+    def loss(model, batch):
+        places.append((batch["x"].device.type, next(model.parameters()).device.type))
+        return model(batch["x"]).pow(2).mean()
+
+    train.fit(m, iter([{"x": torch.randn(4, 2)}] * 2), loss, steps=2, progress=False)
+    assert asked and places == [(dev.type, dev.type)] * 2
+    # Mixed precision: runtime.autocast's rule by default (none on the CPU), bf16 on the CPU when asked
+    # (as chapter 06 measures it), never with False.
+    dtypes = []
+    for flag in (None, True, False):
+        train.fit(torch.nn.Linear(2, 2), iter([torch.randn(4, 2)]), lambda m, x: dtypes.append(m(x).dtype) or m(x).sum(),
+                  steps=1, device="cpu", mixed_precision=flag, progress=False)
+    assert dtypes == [torch.float32, torch.bfloat16, torch.float32]
+
+
+def test_fit_checks_its_inputs():
+    m = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="steps >= 1 or budget_s"):
+        train.fit(m, [], _zero_loss, progress=False)
+    with pytest.raises(ValueError, match="batches ran out at step 2"):
+        train.fit(m, [None, None], _zero_loss, steps=3, device="cpu", progress=False)
+
+
+def test_train_lm_equals_the_loop_written_out(blocks):
+    """train_lm (a user of fit) against nanoGPT's loop by hand: same losses, bit for bit."""
+    cfg = train.TrainConfig(batch_size=4, block_size=16, lr=3e-3, max_steps=5, grad_accum=2, warmup=0.2)
+    m, o = _tiny()
+    h = train.train_lm(m, o, blocks, None, cfg, generator=torch.Generator().manual_seed(0), progress=False)
+    m, o = _tiny()
+    g, losses = torch.Generator().manual_seed(0), []
+    for step in range(cfg.max_steps):
+        for group in o.param_groups:
+            group["lr"] = train.lr_at(step / cfg.max_steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+        total = 0.0
+        for _ in range(cfg.grad_accum):
+            x, y = blocks.batch(cfg.batch_size, cfg.block_size, g)
+            loss = m(x, y)[1]
+            (loss / cfg.grad_accum).backward()
+            total += loss.item() / cfg.grad_accum
+        torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip)
+        o.step()
+        o.zero_grad(set_to_none=True)
+        losses.append(total)
+    assert h.train_loss == losses and h.tokens == 5 * 2 * 4 * 16

@@ -1,4 +1,5 @@
-"""The training loop of the chapter: AdamW, decay on matrices only, a cosine schedule."""
+"""The training loop of the chapter: `labkit.train.fit` by epochs (AdamW, decay on matrices only,
+cosine annealing to zero with `labkit.train.lr_at`, no clipping), returning the mean loss per epoch."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..train import param_groups
+from ..train import fit as fit_steps
+from ..train import shuffled_batches
 
 
 def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], data: Sequence[torch.Tensor], epochs: int,
@@ -17,38 +19,35 @@ def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor], data: Sequence[t
 
     `data` are tensors with the same first dimension, shuffled together each epoch;
     `loss_fn(model, *batch)` returns the scalar loss; `after_step` runs after each update (e.g.
-    `clip.clamp_`).
+    `clip.clamp_`). Training runs where the model is; a progress bar is shown when `desc` is given.
 
     >>> m = nn.Linear(2, 1); x, y = torch.randn(64, 2), torch.randn(64, 1)
     >>> len(fit(m, lambda m, a, b: nn.functional.mse_loss(m(a), b), [x, y], epochs=3))
     3
     """
-    from tqdm.auto import tqdm
-
     n = len(data[0])
     if any(len(t) != n for t in data):
         raise ValueError(f"all tensors in data need the same length; got {[len(t) for t in data]}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
-    g = torch.Generator().manual_seed(seed)
-    # Decay matrices only (CLIP's logit scale included in the no-decay group): the book's one rule.
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
-    steps = epochs * math.ceil(n / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    steps_per_epoch = math.ceil(n / batch_size)
+    sizes = [len(idx) for idx in torch.arange(n).split(batch_size)]  # the last batch may be smaller
+    batches = ([t[idx] for t in data] for idx in shuffled_batches(n, batch_size, epochs,
+                                                                   torch.Generator().manual_seed(seed)))
+
+    def hook(step: int, h) -> None:  # whatever after_step returns, it never stops training
+        after_step()
+
+    # CLIP's logit scale is 0-D, so the one weight-decay rule leaves it undecayed.
+    run = fit_steps(model, batches, lambda m, batch: loss_fn(m, *batch), steps=epochs * steps_per_epoch, lr=lr,
+                    weight_decay=weight_decay, warmup=0.0, min_lr_ratio=0.0, clip=None,
+                    device=next(model.parameters()).device, mixed_precision=False, progress=desc is not None,
+                    desc=desc or "train",
+                    on_step=None if after_step is None else hook)
     history = []
-    model.train()
-    for _ in tqdm(range(epochs), desc=desc, disable=desc is None, leave=False):
-        perm, total = torch.randperm(n, generator=g), 0.0
-        for i in range(0, n, batch_size):
-            batch = [t[perm[i:i + batch_size]] for t in data]
-            loss = loss_fn(model, *batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if after_step is not None:
-                after_step()
-            total += loss.item() * len(batch[0])
+    for e in range(epochs):  # the mean loss of each epoch, weighted by batch size
+        total = 0.0
+        for loss, size in zip(run.train_loss[e * steps_per_epoch:(e + 1) * steps_per_epoch], sizes):
+            total += loss * size
         history.append(total / n)
-    model.eval()
     return history

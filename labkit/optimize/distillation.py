@@ -116,9 +116,7 @@ def train_student(student: nn.Module, tokenizer, texts: Sequence[str], labels: S
 
     >>> losses = train_student(student, tok, texts, labels, epochs=1)    # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
-    from ..train import lr_at
+    from ..train import fit, shuffled_batches
 
     texts = list(texts)
     if teacher_logits is None and labels is None:
@@ -133,29 +131,26 @@ def train_student(student: nn.Module, tokenizer, texts: Sequence[str], labels: S
     enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    # Kept as calibrated (chapter 08's targets rest on it): decay on every parameter, not
+    # labkit.train.param_groups' matrices only; moving means re-calibrating.
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
-    steps = epochs * math.ceil(len(texts) / batch_size)
-    losses = []
-    student.train()
-    bar = tqdm(total=steps, desc="student", disable=not progress, leave=False)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(texts), generator=g).split(batch_size):
+
+    def batches():
+        for idx in shuffled_batches(len(texts), batch_size, epochs, g):
             mask = enc["attention_mask"][idx]
             n = int(mask.sum(1).max())  # trim the padding columns no row of this batch uses
-            logits = student(input_ids=enc["input_ids"][idx, :n], attention_mask=mask[:, :n]).logits
-            if teacher_logits is None:
-                loss = torch.nn.functional.cross_entropy(logits, y[idx])
-            else:
-                loss = distillation_loss(logits, teacher_logits[idx], None if y is None else y[idx],
-                                         temperature, alpha)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            for group in opt.param_groups:  # warm-up then cosine decay, as in chapter 07
-                group["lr"] = lr_at(len(losses) / steps, lr, 0.1, 0.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            bar.update(1)
-    bar.close()
-    student.eval()
-    return losses
+            yield idx, enc["input_ids"][idx, :n], mask[:, :n]
+
+    def loss_fn(model, batch):
+        idx, ids, mask = batch
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        idx = idx.cpu()  # the targets stay where they were given; their rows follow the logits
+        hard = None if y is None else y[idx].to(logits.device)
+        if teacher_logits is None:
+            return torch.nn.functional.cross_entropy(logits, hard)
+        return distillation_loss(logits, teacher_logits[idx].to(logits.device), hard, temperature, alpha)
+
+    # Warm-up then cosine decay to 0 and clipping at 1, as in chapter 07; on the student's device.
+    return fit(student, batches(), loss_fn, steps=epochs * math.ceil(len(texts) / batch_size), lr=lr, warmup=0.1,
+               min_lr_ratio=0.0, clip=1.0, optimizer=opt, device=next(student.parameters()).device,
+               mixed_precision=False, progress=progress, desc="student").train_loss

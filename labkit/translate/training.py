@@ -43,14 +43,12 @@ def train_seq2seq(model, encoded: Sequence[tuple[list[int], list[int]]], steps: 
     """Teacher-forced training with label smoothing, AdamW, warm-up + cosine decay, clipping at 1.
 
     Works for `Seq2SeqTransformer` and for Hugging Face encoder-decoders (same batches, same loss).
-    Batches go to `device`, by default the model's.
+    The loop is `labkit.train.fit`; the model and batches go to `device`, by default the model's.
     Returns the loss of every step.
 
     >>> losses = train_seq2seq(model, encode_pairs(tok, train_pairs), steps=500)   # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
-    from ..train import lr_at
+    from ..train import fit
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
@@ -58,27 +56,18 @@ def train_seq2seq(model, encoded: Sequence[tuple[list[int], list[int]]], steps: 
         raise ValueError("no training pairs")
     fwd = _forward_fn(model)
     device = device or next(model.parameters()).device
+    # Kept as calibrated (chapter 13's targets rest on it): Transformer betas and decay on every
+    # parameter, not labkit.train.param_groups' matrices only; moving means re-calibrating.
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     rng = random.Random(seed)
-    model.train()
-    losses: list[float] = []
-    data = iter(())
-    bar = tqdm(range(steps), desc=desc, disable=not progress)
-    for step in bar:
-        batch = next(data, None)
-        if batch is None:  # a new epoch
-            data = batches(encoded, batch_size, generator=rng, pad_id=pad_id, device=device)
-            batch = next(data)
+
+    def epochs():  # endless: a new shuffled pass whenever one runs out
+        while True:
+            yield from batches(encoded, batch_size, generator=rng, pad_id=pad_id, device=device)
+
+    def loss_fn(m, batch):
         src, src_mask, tgt_in, labels = batch
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step / steps, lr, warmup)
-        loss = label_smoothed_cross_entropy(fwd(src, src_mask, tgt_in), labels, label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    return losses
+        return label_smoothed_cross_entropy(fwd(src, src_mask, tgt_in), labels, label_smoothing)
+
+    return fit(model, epochs(), loss_fn, steps=steps, lr=lr, warmup=warmup, clip=1.0, optimizer=opt,
+               device=device, mixed_precision=False, progress=progress, desc=desc).train_loss
