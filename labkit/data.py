@@ -349,36 +349,40 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[int]]:
     try:
         # utf-8-sig: spreadsheet programs often save a byte-order mark that would glue onto 'text'.
         with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            rows = list(reader)
+            reader = csv.reader(fh)
+            header = [c.strip() for c in next(reader, [])]
+            # reader.line_num after a row is the file line where it ended: a quoted text may span lines.
+            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
     except UnicodeDecodeError as e:
         raise EvalFileError(f"eval_csv: {p.name} is not UTF-8 text ({e.reason}); save it as UTF-8 CSV") from None
     except csv.Error as e:
         raise EvalFileError(f"eval_csv: {p.name} is not a readable CSV ({e})") from None
-    missing = [c for c in ("text", "label") if c not in columns]
+    missing = [c for c in ("text", "label") if c not in header]
     if missing:
-        raise EvalFileError(f"eval_csv: {p.name} lacks column(s) {missing}; found columns {columns}. "
-                            "The first line must be the header text,label")
+        hint = (" The header looks separated by ';' or tabs: save the file as comma-separated CSV."
+                if len(header) == 1 and any(s in header[0] for s in ";\t") else "")
+        raise EvalFileError(f"eval_csv: {p.name} lacks column(s) {missing}; found columns {header}. "
+                            f"The first line must be the header text,label.{hint}")
     if not rows:
         raise EvalFileError(f"eval_csv: {p.name} has a header but no rows; add at least one text,label line")
-    texts, labels, bad_labels, empty = [], [], [], []
-    for i, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them (header = 1)
-        row = {(k or "").strip(): v for k, v in row.items()}
-        text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+    t_col, l_col = header.index("text"), header.index("label")
+    texts, labels, problems = [], [], []
+    for line, row in rows:
+        if len(row) != len(header):
+            problems.append(f"line {line}: {len(row)} fields where the header has {len(header)}"
+                            + ("; put a text that contains a comma in double quotes" if len(row) > len(header) else ""))
+            continue
+        text, label = row[t_col].strip(), row[l_col].strip()
         if not text:
-            empty.append(i)
+            problems.append(f"line {line}: empty text in column {t_col + 1} (text)")
         if label not in ("0", "1", "0.0", "1.0"):
-            bad_labels.append((i, label))
+            problems.append(f"line {line}: {label!r} in column {l_col + 1} (label) is not 0 (negative) or 1 (positive)")
         else:
             labels.append(int(float(label)))
         texts.append(text)
-    if bad_labels:
-        shown = ", ".join(f"line {i}: {v!r}" for i, v in bad_labels[:5])
-        raise EvalFileError(f"eval_csv: labels must be 0 (negative) or 1 (positive); {len(bad_labels)} "
-                            f"bad label(s), e.g. {shown}")
-    if empty:
-        raise EvalFileError(f"eval_csv: {len(empty)} row(s) with an empty text, e.g. line(s) {empty[:5]}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise EvalFileError(f"eval_csv: {p.name}: {len(problems)} problem(s): {shown}")
     return texts, labels
 
 

@@ -108,3 +108,26 @@ def test_read_labelled_csv(tmp_path):
         data.read_labelled_csv(bad_label)
     with pytest.raises(data.EvalFileError, match="no file at"):
         data.read_labelled_csv(tmp_path / "missing.csv")
+
+
+def _csv(tmp_path, content, name="r.csv"):
+    p = tmp_path / name
+    p.write_text(content, encoding="utf-8")
+    return p
+
+
+def test_read_labelled_csv_names_file_line_and_column(tmp_path):
+    with pytest.raises(data.EvalFileError, match=r"c\.csv: 1 problem\(s\): line 2: 3 fields where the header has 2; put a text"):
+        data.read_labelled_csv(_csv(tmp_path, "text,label\ngreat, fun film,1\nbad,0\n", "c.csv"))
+    # A quoted text over two lines: the bad label is on file line 4, not row 3.
+    with pytest.raises(data.EvalFileError, match=r"line 4: 'x' in column 2 \(label\)"):
+        data.read_labelled_csv(_csv(tmp_path, 'text,label\n"line one\nline two",1\nok,x\n'))
+    with pytest.raises(data.EvalFileError, match=r"line 2: empty text in column 2 \(text\)"):
+        data.read_labelled_csv(_csv(tmp_path, "label,text\n1, \n"))
+    with pytest.raises(data.EvalFileError, match="separated by ';'"):
+        data.read_labelled_csv(_csv(tmp_path, "text;label\nok;1\n"))
+    with pytest.raises(data.EvalFileError, match="and 2 more"):
+        data.read_labelled_csv(_csv(tmp_path, "text,label\n" + "".join(f"t{i},pos\n" for i in range(7))))
+    # Blank lines are skipped, extra columns are allowed, column order is free.
+    assert data.read_labelled_csv(_csv(tmp_path, "id,label,text\n7,1,nice\n\n8,0,\"bad, really\"\n")) == (
+        ["nice", "bad, really"], [1, 0])

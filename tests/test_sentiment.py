@@ -110,3 +110,89 @@ def test_clip_middle():
     assert S.clip_middle("abcdefghij", 7) == "abchij"[:3] + "ghij"
     assert S.clip_middle("short", 10) == "short"
     assert all(len(S.clip_middle("x" * n, 9)) == min(n, 9) for n in range(20))
+
+
+# --- few-shot: SetFit's pairs, loss and loop -----------------------------------------------------------
+
+def test_contrastive_pairs_are_setfits_pairs():
+    y = np.array([0] * 6 + [1] * 4)
+    pairs = S.contrastive_pairs(y, n_pairs=40, seed=3)
+    i, j, t = pairs[:, 0].astype(int), pairs[:, 1].astype(int), pairs[:, 2]
+    assert pairs.shape == (40, 3) and (i <= j).all()            # i <= j: each unordered pair once
+    np.testing.assert_array_equal(t, np.tile([1.0, 0.0], 20))   # interleaved same, different
+    np.testing.assert_array_equal(y[i] == y[j], t == 1)          # the targets follow the labels
+    # 6*7/2 + 4*5/2 = 31 same-label pairs (self-pairs included), 24 different-label: 20 of each are
+    # the first 20 of the shuffled lists, so none repeats.
+    assert len({tuple(p) for p in pairs[t == 1, :2]}) == 20 and len({tuple(p) for p in pairs[t == 0, :2]}) == 20
+    many = S.contrastive_pairs(y, n_pairs=100, seed=3)           # 50 > 24 different-label pairs: they cycle
+    np.testing.assert_array_equal(many[1::2][:24], many[1::2][24:48])
+    assert S.contrastive_pairs(y, 40, seed=3).tolist() == pairs.tolist()
+    assert S.contrastive_pairs(y, 40, seed=4).tolist() != pairs.tolist()
+    with pytest.raises(ValueError, match="two different labels"):
+        S.contrastive_pairs([1, 1, 1], 4)
+
+
+@pytest.mark.slow  # importing sentence-transformers takes several seconds
+def test_cosine_pair_loss_matches_sentence_transformers():
+    import torch
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(7, 16, generator=g), torch.randn(7, 16, generator=g)
+    t = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    ref = CosineSimilarityLoss(model=None).compute_loss_from_embeddings([u, v], t)
+    assert S.cosine_pair_loss(u, v, t).item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+def _tiny_bert():
+    import transformers as tf
+
+    from labkit import assets
+
+    tok = tf.AutoTokenizer.from_pretrained(assets.resolve("minilm-l6"))
+    __import__("torch").manual_seed(0)
+    cfg = tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    return tf.BertModel(cfg, add_pooling_layer=False), tok
+
+
+def test_freeze_below_trains_the_top_layers_only():
+    model, _ = _tiny_bert()
+    top = sum(p.numel() for p in model.encoder.layer[-2:].parameters())
+    assert S.freeze_below(model, 2) == top
+    assert not any(p.requires_grad for p in model.embeddings.parameters())
+    assert S.freeze_below(model, 0) == sum(p.numel() for p in model.parameters())
+
+
+def test_contrastive_finetune_separates_the_classes():
+    import torch
+
+    model, tok = _tiny_bert()
+    texts = ["good great fine", "great good nice", "nice fine good", "bad awful poor", "poor bad dull", "awful dull bad"]
+    labels = [1, 1, 1, 0, 0, 0]
+
+    def gap():  # mean cosine within a class minus across classes
+        with torch.no_grad():
+            e = torch.nn.functional.normalize(S.mean_pool(model, tok, texts), dim=-1)
+        sim = (e @ e.T).numpy()
+        same = np.equal.outer(labels, labels) & ~np.eye(6, dtype=bool)
+        return sim[same].mean() - sim[~np.equal.outer(labels, labels)].mean()
+
+    before = gap()
+    hist = S.contrastive_finetune(model, tok, texts, labels, S.ContrastiveConfig(pairs=160, batch_size=8, lr=3e-3),
+                                  progress=False)
+    assert len(hist.step_loss) == 20 and np.mean(hist.step_loss[-5:]) < np.mean(hist.step_loss[:5])
+    assert gap() > before + 0.1
+    assert all(p.requires_grad for p in model.parameters())  # the freezing is undone afterwards
+
+
+def test_unseen_reviews_file_is_balanced_and_distinct():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data" / "en_reviews_unseen.csv"
+    texts, labels = S.load_eval_csv(path)
+    assert len(texts) == 100 and sum(labels) == 50 and len(set(texts)) == 100
+    from labkit import data
+
+    train = set(data.load("movie-reviews")["train"]["text"]) | set(data.load("movie-reviews")["test"]["text"])
+    assert not {t.lower() for t in texts} & train
