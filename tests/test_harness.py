@@ -123,6 +123,24 @@ def test_score_answers_uses_squad_metrics():
     with pytest.raises(ValueError, match="answer lists"):
         harness.score_answers(["a"], [])
 
+def test_generate_answers_keeps_the_first_line(monkeypatch):
+    """Chapters 07 and 18 score `generate_answers`: a model that goes on after its answer is cut at the line."""
+    from labkit import generate
+
+    seen = {}
+
+    def fake_batch(model, tok, prompts, max_new_tokens, batch_size, system, progress):
+        seen.update(prompts=prompts, max_new_tokens=max_new_tokens, system=system)
+        return ["Lima\nQuestion: What is", "  The capital is Quito.  ", "\nBogota"]
+
+    monkeypatch.setattr(generate, "generate_batch", fake_batch)
+    out = harness.generate_answers(None, None, ["a", "b", "c"], system="Be brief.", max_new_tokens=5, progress=False)
+    assert out == ["Lima", "The capital is Quito.", "Bogota"]  # leading blank lines are stripped first
+    assert seen == {"prompts": ["a", "b", "c"], "max_new_tokens": 5, "system": "Be brief."}
+    s = harness.score_answers(out, [["Lima"], ["Quito"], ["Bogota"]])
+    assert s["em"].tolist() == [1.0, 0.0, 1.0] and s["contains"].tolist() == [1.0, 1.0, 1.0]
+
+
 
 # --- statistics ------------------------------------------------------------------------------------
 
