@@ -50,7 +50,8 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
 
     One user message per prompt (after an optional `system` message), through the chat template, as
     `chat` does for one conversation; batching makes the CPU do one forward pass
-    per new token for many answers. Chapters 07 and 15 score held-out instructions with it.
+    per new token for many answers. Chapter 15 scores held-out instructions with it; chapter 07 goes
+    through the evaluation harness (`labkit.harness.generate_answers`), which calls it.
 
     >>> generate_batch(model, tok, ["What is the capital of France?"])   # doctest: +SKIP
     ['The capital of France is Paris.']
