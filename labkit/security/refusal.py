@@ -143,11 +143,14 @@ def chat_example(tokenizer, prompt: str, answer: str, max_length: int = 256) -> 
 
 
 def train_lora(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 30, batch_size: int = 8,
-               lr: float = 1e-3, r: int = 8, seed: int = 0, progress: bool = True) -> tuple[Any, list[float]]:
-    """Wrap `model` in a fresh LoRA (q/v projections, peft) and train it on (prompt, answer) pairs.
+               lr: float = 1e-3, r: int = 8, seed: int = 0, progress: bool = True,
+               max_length: int = 256) -> tuple[Any, list[float]]:
+    """Train a LoRA (q/v projections, peft) on (prompt, answer) pairs; `model` plain or already a LoRA.
 
-    The loss is the mean cross-entropy of the answer tokens. Returns (peft model, loss per step); the
-    base weights stay frozen, and `peft_model.unload()` gives the untouched base model back.
+    A plain model gets a fresh LoRA; a peft model (a LoRA returned before) trains its adapter further,
+    which is how "add the jailbreaks to training" continues from the refusal LoRA instead of starting
+    again. The loss is the mean cross-entropy of the answer tokens. Returns (peft model, loss per step);
+    the base weights stay frozen, and `peft_model.unload()` gives the untouched base model back.
 
     >>> lora, losses = train_lora(model, tok, [("Hi", "Hello!")], steps=2)   # doctest: +SKIP
     """
@@ -157,10 +160,13 @@ def train_lora(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 
 
     if not pairs:
         raise ValueError("train_lora needs at least one (prompt, answer) pair")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     torch.manual_seed(seed)
-    lora = add_lora(model, r=r, alpha=2 * r, target_modules=["q_proj", "v_proj"])
+    resume = hasattr(model, "disable_adapter")  # a peft model: keep its adapter and train on
+    lora = model if resume else add_lora(model, r=r, alpha=2 * r, target_modules=["q_proj", "v_proj"])
     dev = next(lora.parameters()).device
-    examples = [chat_example(tokenizer, p, a) for p, a in pairs]
+    examples = [chat_example(tokenizer, p, a, max_length) for p, a in pairs]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     rng = random.Random(seed)
@@ -185,7 +191,7 @@ def train_lora(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     lora.eval()
     return lora, losses
 

@@ -76,31 +76,42 @@ def is_green(prev: torch.Tensor, tokens: torch.Tensor, gamma: float = 0.25, key:
     return token_hash(prev, tokens, key) < gamma
 
 
-def watermark_logits(input_ids: torch.Tensor, scores: torch.Tensor, gamma: float = 0.25, delta: float = 2.0,
-                     key: int = 15485863) -> torch.Tensor:
+def watermark_logits(input_ids: torch.Tensor, scores: torch.Tensor, gamma: float = 0.25,
+                     delta: float | torch.Tensor = 2.0, key: int = 15485863) -> torch.Tensor:
     """Add `delta` to the logits of the green tokens of each row (its last token picks the list).
+
+    `delta` is one number, or one per row (shape (batch,)): rows with 0 stay unwatermarked, so
+    watermarked and plain texts can share one batch (one forward pass per token for both).
 
     >>> s = watermark_logits(torch.tensor([[4]]), torch.zeros(1, 8), gamma=0.5, delta=2.0)
     >>> sorted(set(s[0].tolist()))
     [0.0, 2.0]
     """
-    if delta < 0:
+    d = torch.as_tensor(delta, dtype=scores.dtype, device=scores.device)
+    if bool((d < 0).any()):
         raise ValueError(f"delta (the logit bonus of green tokens) must be >= 0, got {delta}")
+    if d.dim() == 1:
+        if d.numel() != scores.shape[0]:
+            raise ValueError(f"one delta per row: got {d.numel()} deltas for {scores.shape[0]} rows")
+        d = d[:, None]
     mask = green_mask(input_ids[:, -1], scores.shape[-1], gamma, key)
-    return scores + delta * mask.to(scores.dtype)
+    return scores + d * mask.to(scores.dtype)
 
 
 class GreenListProcessor:
     """The watermark as a Hugging Face logits processor: `model.generate(..., logits_processor=[...])`.
+
+    `delta` is one number or one per row of the batch (0 = no watermark for that row).
 
     >>> proc = GreenListProcessor(gamma=0.25, delta=2.0)
     >>> proc(torch.tensor([[4]]), torch.zeros(1, 8)).max().item()
     2.0
     """
 
-    def __init__(self, gamma: float = 0.25, delta: float = 2.0, key: int = 15485863):
+    def __init__(self, gamma: float = 0.25, delta: float | Sequence[float] = 2.0, key: int = 15485863):
         _check(gamma, key)
-        self.gamma, self.delta, self.key = gamma, delta, key
+        self.gamma, self.key = gamma, key
+        self.delta = delta if isinstance(delta, (int, float)) else torch.tensor(list(delta), dtype=torch.float32)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         return watermark_logits(input_ids, scores, self.gamma, self.delta, self.key)
@@ -153,13 +164,16 @@ def detect(token_ids: Sequence[int], gamma: float = 0.25, key: int = 15485863, t
 
 
 def generate_watermarked(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 200,
-                         gamma: float = 0.25, delta: float = 2.0, key: int = 15485863, temperature: float = 1.0,
+                         gamma: float = 0.25, delta: float | Sequence[float] = 2.0, key: int = 15485863,
+                         temperature: float = 1.0,
                          top_k: int | None = None, seed: int = 0, batch_size: int = 16,
                          min_new_tokens: int | None = None, progress: bool = True) -> list[list[int]]:
     """Sampled chat answers (token ids, EOS cut) to many prompts, watermarked when delta > 0.
 
-    delta = 0 gives the unwatermarked baseline with the same sampler and seed. `min_new_tokens` holds
-    EOS back, so every text reaches the length the detector is measured at.
+    delta = 0 gives the unwatermarked baseline with the same sampler. `delta` may also be a list, one
+    per prompt: watermarked and plain answers are then sampled in the same batches (one forward pass
+    per token serves both). `min_new_tokens` holds EOS back, so every text reaches the length the
+    detector is measured at.
 
     >>> ids = generate_watermarked(model, tok, ["Tell me about the sea."], 50)   # doctest: +SKIP
     """
@@ -170,11 +184,15 @@ def generate_watermarked(model, tokenizer, prompts: Sequence[str], max_new_token
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    procs = [GreenListProcessor(gamma, delta, key)] if delta > 0 else []
+    deltas = [float(delta)] * len(prompts) if isinstance(delta, (int, float)) else [float(d) for d in delta]
+    if len(deltas) != len(prompts):
+        raise ValueError(f"delta: one number, or one per prompt ({len(prompts)}), got {len(deltas)}")
     out_ids: list[list[int]] = []
     try:
-        for s in tqdm(range(0, len(prompts), batch_size), desc="watermark" if delta else "plain",
+        for s in tqdm(range(0, len(prompts), batch_size), desc="watermark" if any(deltas) else "plain",
                       disable=not progress, leave=False):
+            d = deltas[s:s + batch_size]
+            procs = [GreenListProcessor(gamma, d if len(set(d)) > 1 else d[0], key)] if any(d) else []
             texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
                                                    tokenize=False) for p in prompts[s:s + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
