@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -264,6 +264,20 @@ def viterbi(log_start: np.ndarray, log_trans: np.ndarray, log_emit: np.ndarray,
     return path[::-1], float(delta.max())
 
 
+def bio_constraints(labels: Sequence[str] = LABELS) -> tuple[np.ndarray, np.ndarray]:
+    """Log start and transition scores that allow only valid BIO sequences: 0 where allowed, -inf where
+    not (no I-X at the start, after O, or after a label of another type). With a tagger's per-character
+    log-probabilities as emissions, `viterbi` then finds the best *valid* tagging.
+
+    >>> ls, lt = bio_constraints(["O", "B-PER", "I-PER"])
+    >>> ls.tolist(), lt[0].tolist()
+    ([0.0, 0.0, -inf], [0.0, 0.0, -inf])
+    """
+    log_start = np.array([-np.inf if b.startswith("I-") else 0.0 for b in labels])
+    log_trans = np.array([[-np.inf if b.startswith("I-") and a[2:] != b[2:] else 0.0 for b in labels] for a in labels])
+    return log_start, log_trans
+
+
 def hmm_tag(model: dict[str, Any], text: str) -> list[str]:
     """BIO tags of `text` from an HMM built by `hmm_counts` (Viterbi decoding).
 
@@ -373,10 +387,13 @@ def encode_chars(tokenizer, texts: Sequence[str], tags: Sequence[Sequence[str]] 
 
 def train_token_classifier(model, tokenizer, texts: Sequence[str], tags: Sequence[Sequence[str]],
                            epochs: int = 2, lr: float = 1e-3, batch_size: int = 32, max_length: int = 128,
-                           warmup: float = 0.1, seed: int = 0, progress: bool = True) -> list[float]:
+                           warmup: float = 0.1, seed: int = 0, progress: bool = True,
+                           on_epoch: Callable[[int], Any] | None = None) -> list[float]:
     """Fine-tune a token classifier (cross-entropy per character, AdamW, linear warm-up and decay).
 
     Sentences are batched by length so little compute goes to padding. Returns the loss per step.
+    `on_epoch(epoch)` (1, 2, ...) is called after each epoch with the model in eval mode, e.g. to score
+    validation data and keep the best epoch's weights.
 
     >>> losses = train_token_classifier(model, tok, texts, tags, epochs=1)   # doctest: +SKIP
     """
@@ -398,7 +415,8 @@ def train_token_classifier(model, tokenizer, texts: Sequence[str], tags: Sequenc
         opt, lambda s: (s + 1) / n_warm if s < n_warm else max(0.0, (total - s) / max(1, total - n_warm)))
     losses: list[float] = []
     bar = tqdm(total=total, desc="token classifier", disable=not progress, leave=False)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        model.train()
         for b in rng.permutation(len(batches)):
             idx = batches[b]
             enc = encode_chars(tokenizer, [texts[i] for i in idx], [tags[i] for i in idx], max_length)
@@ -412,35 +430,52 @@ def train_token_classifier(model, tokenizer, texts: Sequence[str], tags: Sequenc
             sched.step()
             losses.append(loss.item())
             bar.update(1)
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch + 1)
     bar.close()
     model.eval()
     return losses
 
 
-def predict_tags(model, tokenizer, texts: Sequence[str], batch_size: int = 64,
-                 max_length: int = 128) -> list[list[str]]:
-    """BIO tags per character from a token classifier (characters past `max_length` get O).
+def predict_logprobs(model, tokenizer, texts: Sequence[str], batch_size: int = 64,
+                     max_length: int = 128) -> list[np.ndarray]:
+    """Log-probabilities of the labels (columns in `LABELS` order) per character, one (len, 7) array per text.
 
-    >>> predict_tags(model, tok, ["王芳在北京工作。"])                    # doctest: +SKIP
-    [['B-PER', 'I-PER', 'O', 'B-LOC', 'I-LOC', 'O', 'O', 'O']]
+    Characters past `max_length` tokens get label O with probability 1. Argmax per character gives
+    `predict_tags`; a Viterbi decode over these rows (chapter 16) gives a valid BIO sequence instead.
+
+    >>> predict_logprobs(model, tok, ["王芳"])[0].shape                  # doctest: +SKIP
+    (2, 7)
     """
     import torch
 
     from . import runtime
 
     dev = runtime.device()
-    out: list[list[str]] = [[] for _ in texts]
+    out: list[np.ndarray] = [np.zeros((0, len(LABELS)))] * len(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         enc = encode_chars(tokenizer, [texts[i] for i in idx], None, max_length)
         with torch.inference_mode(), runtime.autocast():
-            pred = model(input_ids=enc["input_ids"].to(dev),
-                         attention_mask=enc["attention_mask"].to(dev)).logits.argmax(-1).cpu()
+            logits = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits
+        logp = torch.log_softmax(logits.float(), -1).cpu().numpy()
         for row, i in enumerate(idx):
-            tags = ["O"] * len(texts[i])
+            lp = np.full((len(texts[i]), len(LABELS)), -np.inf)
+            lp[:, 0] = 0.0  # O, unless the model saw the character
             for j, w in enumerate(enc["word_ids"][row]):
-                if w is not None:
-                    tags[w] = LABELS[int(pred[row, j])]
-            out[i] = tags
+                if w is not None:  # a character split into several tokens keeps its last token's scores
+                    lp[w] = logp[row, j]
+            out[i] = lp
     return out
+
+
+def predict_tags(model, tokenizer, texts: Sequence[str], batch_size: int = 64,
+                 max_length: int = 128) -> list[list[str]]:
+    """BIO tags per character from a token classifier, the most likely label of each character on its own.
+
+    >>> predict_tags(model, tok, ["王芳在北京工作。"])                    # doctest: +SKIP
+    [['B-PER', 'I-PER', 'O', 'B-LOC', 'I-LOC', 'O', 'O', 'O']]
+    """
+    return [[LABELS[k] for k in lp.argmax(1)] for lp in predict_logprobs(model, tokenizer, texts, batch_size, max_length)]

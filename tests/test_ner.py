@@ -154,3 +154,15 @@ def test_token_classifier_round_trip():
                                         progress=False)
     assert losses[-1] < losses[0] / 4
     assert ner.predict_tags(model, fast, [text]) == [gold]
+
+
+def test_bio_constraints_make_viterbi_return_valid_tags():
+    ls, lt = ner.bio_constraints()
+    # emissions alone say O, I-PER, I-PER (invalid: I- after O); the constrained decode must start the entity with B-
+    lp = np.full((3, len(ner.LABELS)), np.log(0.01))
+    o, b, i = (ner.LABELS.index(t) for t in ("O", "B-PER", "I-PER"))
+    lp[0, o], lp[1, i], lp[1, b], lp[2, i] = np.log(0.9), np.log(0.6), np.log(0.3), np.log(0.9)
+    assert [ner.LABELS[k] for k in lp.argmax(1)] == ["O", "I-PER", "I-PER"]
+    path, _ = ner.viterbi(ls, lt, lp.T, range(3))
+    assert [ner.LABELS[k] for k in path] == ["O", "B-PER", "I-PER"]
+    assert np.isneginf(lt[ner.LABELS.index("B-LOC"), i]) and lt[b, i] == 0.0
