@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from labkit.align import arithmetic as ar
 from labkit.align import lm as alm
-from labkit.align.objectives import (bradley_terry_loss, dpo_loss, group_advantages, grpo_loss, kl_k3,
+from labkit.align.objectives import (bradley_terry_loss, dpo_loss, first_scored, group_advantages, grpo_loss, kl_k3,
                                      kl_penalised_rewards, pass_at_k, ppo_loss, sequence_logprobs, token_logprobs)
 from labkit.align.preferences import build_pairs, capital_questions, is_correct, normalise
 from labkit.gpt import GPT, GPTConfig, to_hf
@@ -211,6 +211,20 @@ def test_train_reward_head_separates_features():
 def test_token_logprobs_rejects_bad_shapes():
     with pytest.raises(ValueError, match="batch, length"):
         token_logprobs(tiny_gpt(), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="start must be in 0..2"):
+        token_logprobs(tiny_gpt(), torch.zeros(1, 4, dtype=torch.long), start=3)
+
+
+def test_start_skips_prompt_logits_without_changing_scores():
+    model, g = tiny_gpt(), torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 14, (3, 9), generator=g)
+    mask = torch.zeros_like(ids)
+    mask[0, 4:], mask[1, 6:8], mask[2, 5:] = 1, 1, 1
+    assert first_scored(mask) == 3 and first_scored(torch.zeros_like(ids)) == 0
+    with torch.no_grad():
+        full = token_logprobs(model, ids)
+        assert torch.allclose(token_logprobs(model, ids, start=3), full[:, 3:], atol=1e-6)
+        assert torch.allclose(sequence_logprobs(model, ids, mask), (full * mask[:, 1:]).sum(1), atol=1e-5)
 
 
 @pytest.mark.slow  # builds TRL trainers and needs SmolLM2's tokenizer (converted once, ~20 s on an empty cache)

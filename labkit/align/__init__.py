@@ -12,10 +12,10 @@ One idea per module:
 
     >>> from labkit.align import dpo_loss, group_advantages
 """
-from .objectives import (bradley_terry_loss, dpo_loss, group_advantages, grpo_loss, kl_k3, kl_penalised_rewards,
-                         pass_at_k, ppo_loss, sequence_logprobs, token_logprobs)
+from .objectives import (bradley_terry_loss, dpo_loss, first_scored, group_advantages, grpo_loss, kl_k3,
+                         kl_penalised_rewards, pass_at_k, ppo_loss, sequence_logprobs, token_logprobs)
 from .preferences import build_pairs, capital_questions, is_correct
 
-__all__ = ["bradley_terry_loss", "dpo_loss", "group_advantages", "grpo_loss", "kl_k3", "kl_penalised_rewards",
-           "pass_at_k", "ppo_loss", "sequence_logprobs", "token_logprobs", "build_pairs", "capital_questions",
-           "is_correct"]
+__all__ = ["bradley_terry_loss", "dpo_loss", "first_scored", "group_advantages", "grpo_loss", "kl_k3",
+           "kl_penalised_rewards", "pass_at_k", "ppo_loss", "sequence_logprobs", "token_logprobs", "build_pairs",
+           "capital_questions", "is_correct"]

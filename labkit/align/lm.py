@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .objectives import bradley_terry_loss, dpo_loss, group_advantages, grpo_loss, sequence_logprobs, token_logprobs
+from .objectives import (bradley_terry_loss, dpo_loss, first_scored, group_advantages, grpo_loss, sequence_logprobs,
+                         token_logprobs)
 
 __all__ = ["chat_batch", "sample_answers", "response_features", "train_reward_head", "dpo_train", "grpo_lm_step"]
 
@@ -66,11 +67,19 @@ def sample_answers(model, tokenizer, prompts: Sequence[str], n: int = 1, max_new
                    temperature: float = 1.0, batch_size: int = 16, seed: int = 0) -> list[str]:
     """`n` answers per prompt (consecutive), sampled at `temperature` (0 = greedy), left-padded batches.
 
+    Greedy answers come from the book's one batch helper, `labkit.generate.generate_batch`; this
+    function adds what it lacks: several sampled answers per prompt, reproducible from `seed`.
+
     >>> sample_answers(model, tok, ["What is the capital of Peru?"], n=2)   # doctest: +SKIP
     ['The capital of Peru is Lima.', 'Lima is the capital of Peru.']
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings; wrap a single prompt in [...]")
+    if temperature <= 0:
+        from ..generate import generate_batch
+
+        return generate_batch(model, tokenizer, [p for p in prompts for _ in range(n)], max_new_tokens=max_new_tokens,
+                              batch_size=batch_size, progress=False)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _end_id(tokenizer)
@@ -81,9 +90,8 @@ def sample_answers(model, tokenizer, prompts: Sequence[str], n: int = 1, max_new
     try:
         for s in range(0, len(texts), batch_size):
             enc = tokenizer(texts[s:s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-            kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else \
-                dict(do_sample=False, temperature=None, top_k=None, top_p=None)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad, **kw)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad, do_sample=True,
+                                 temperature=temperature, top_k=0, top_p=1.0)
             out += [tokenizer.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for g in gen]
     finally:
         tokenizer.padding_side = side
@@ -102,8 +110,9 @@ def response_features(model, tokenizer, prompts: Sequence[str], responses: Seque
     feats = []
     for s in range(0, len(prompts), batch_size):
         b = chat_batch(tokenizer, prompts[s:s + batch_size], responses[s:s + batch_size], dev)
-        hidden = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                       output_hidden_states=True).hidden_states[-1]
+        # logits_to_keep=1: the hidden states are all needed, the vocabulary logits are not.
+        hidden = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True,
+                       logits_to_keep=1).hidden_states[-1]
         last = b["attention_mask"].sum(1) - 1  # right padding: the end-of-turn token of the response
         feats.append(hidden[torch.arange(len(last), device=dev), last].float().cpu())
     return torch.cat(feats)
@@ -150,7 +159,8 @@ def dpo_train(model, tokenizer, pairs: Sequence[dict], steps: int, beta: float =
               batch_size: int = 8, seed: int = 0, progress: bool = True) -> list[dict[str, float]]:
     """DPO on a PEFT (LoRA) model: the reference is the same model with its adapter disabled.
 
-    The reference log-probabilities never change, so they are computed once, before training.
+    The reference log-probabilities never change, so each batch's are computed once, the first time
+    the batch is drawn (a short run never pays for batches it does not draw).
     Returns one dict per step: loss, reward margin, reward accuracy on the batch.
 
     >>> history = dpo_train(lora_model, tok, pairs, steps=10)   # doctest: +SKIP
@@ -159,21 +169,25 @@ def dpo_train(model, tokenizer, pairs: Sequence[dict], steps: int, beta: float =
 
     if not hasattr(model, "disable_adapter"):
         raise TypeError("dpo_train needs a PEFT model (peft.get_peft_model); its base model is the reference")
+    if not pairs:
+        raise ValueError("dpo_train needs at least one preference pair")
     dev = next(model.parameters()).device
     batches = []
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s:s + batch_size]
         prompts = [p["prompt"] for p in chunk] * 2
-        b = chat_batch(tokenizer, prompts, [p["chosen"] for p in chunk] + [p["rejected"] for p in chunk], dev)
-        with torch.no_grad(), model.disable_adapter():
-            b["ref"] = sequence_logprobs(model, b["input_ids"], b["completion_mask"], b["attention_mask"])
-        batches.append(b)
+        batches.append(chat_batch(tokenizer, prompts, [p["chosen"] for p in chunk] + [p["rejected"] for p in chunk],
+                                  dev))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
     history = []
-    model.train()
     for _ in tqdm(range(steps), desc="DPO", disable=not progress, leave=False):
         b = batches[int(torch.randint(len(batches), (1,), generator=g))]
+        if "ref" not in b:
+            model.eval()
+            with torch.no_grad(), model.disable_adapter():
+                b["ref"] = sequence_logprobs(model, b["input_ids"], b["completion_mask"], b["attention_mask"])
+        model.train()
         lp = sequence_logprobs(model, b["input_ids"], b["completion_mask"], b["attention_mask"])
         pc, pr = lp.chunk(2)
         rc, rr = b["ref"].chunk(2)
@@ -205,8 +219,9 @@ def grpo_lm_step(model, tokenizer, prompts: Sequence[str], reward: Callable[[int
     dev = next(model.parameters()).device
     b = chat_batch(tokenizer, [p for p in prompts for _ in range(group_size)], answers, dev)
     model.train()
-    lp = token_logprobs(model, b["input_ids"], b["attention_mask"])
-    mask = b["completion_mask"][:, 1:].float()
+    start = first_scored(b["completion_mask"])  # the prompts' logits are never scored
+    lp = token_logprobs(model, b["input_ids"], b["attention_mask"], start)
+    mask = b["completion_mask"][:, start + 1:].float()
     loss = grpo_loss(lp, lp.detach(), adv.to(dev), mask, epsilon_low=epsilon, epsilon_high=epsilon)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

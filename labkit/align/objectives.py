@@ -24,20 +24,25 @@ import torch.nn.functional as F
 
 from ..gpt import GPT
 
-__all__ = ["token_logprobs", "sequence_logprobs", "bradley_terry_loss", "dpo_loss", "group_advantages",
+__all__ = ["token_logprobs", "first_scored", "sequence_logprobs", "bradley_terry_loss", "dpo_loss", "group_advantages",
            "kl_k3", "grpo_loss", "kl_penalised_rewards", "ppo_loss", "pass_at_k"]
 
 
-def _logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+def _logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: int = 0) -> torch.Tensor:
     # A Hugging Face model returns an output object with .logits; the book's GPT returns (logits, loss)
     # and has no padding mask (its batches are right-padded, so a causal model never looks at the pads).
+    # keep > 0: only the last `keep` positions; a Hugging Face model then skips the vocabulary
+    # projection of the others (SmolLM2's 49k-word head is a fifth of its forward pass).
     if isinstance(model, GPT):
-        return model(input_ids)[0]
-    return model(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = model(input_ids)[0]
+        return logits[:, -keep:] if keep else logits
+    return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """log p(token_t | tokens_<t) for t = 1..T-1: shape (batch, T-1), aligned with `input_ids[:, 1:]`.
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                   start: int = 0) -> torch.Tensor:
+    """log p(token_t | tokens_<t) for t = start+1..T-1: shape (batch, T-1-start), aligned with
+    `input_ids[:, start + 1:]`. `start` skips positions nobody scores (a shared prompt), and their logits.
 
     >>> from labkit.gpt import GPT, GPTConfig
     >>> m = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8))
@@ -46,9 +51,22 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor 
     """
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (batch, length); got shape {tuple(input_ids.shape)}")
-    logits = _logits(model, input_ids, attention_mask)[:, :-1].float()
+    if not 0 <= start < input_ids.shape[1] - 1:
+        raise ValueError(f"start must be in 0..{input_ids.shape[1] - 2} for sequences of length "
+                         f"{input_ids.shape[1]}; got {start}")
+    logits = _logits(model, input_ids, attention_mask, keep=input_ids.shape[1] - start)[:, :-1].float()
     # log_softmax then gather: the log-probability of the token that actually came next.
-    return torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, start + 1:, None]).squeeze(-1)
+
+
+def first_scored(completion_mask: torch.Tensor) -> int:
+    """The `start` for `token_logprobs` that still covers every response token of the batch.
+
+    >>> first_scored(torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1]]))
+    1
+    """
+    cols = completion_mask[:, 1:].any(dim=0).nonzero()
+    return int(cols[0]) if len(cols) else 0
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, completion_mask: torch.Tensor,
@@ -67,7 +85,8 @@ def sequence_logprobs(model, input_ids: torch.Tensor, completion_mask: torch.Ten
     if completion_mask.shape != input_ids.shape:
         raise ValueError(f"completion_mask {tuple(completion_mask.shape)} must have the shape of input_ids "
                          f"{tuple(input_ids.shape)}")
-    return (token_logprobs(model, input_ids, attention_mask) * completion_mask[:, 1:]).sum(dim=1)
+    start = first_scored(completion_mask)
+    return (token_logprobs(model, input_ids, attention_mask, start) * completion_mask[:, start + 1:]).sum(dim=1)
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
