@@ -185,3 +185,44 @@ def test_token_logprobs_equal_continuation_nats(tiny):
     out = G.generate(tiny, ids, max_new_tokens=8, do_sample=True, temperature=1.5, top_k=5)
     nats, n = G.continuation_nats(tiny, ids, out.new_tokens[0])
     assert n == len(out.token_logprobs[0]) and -sum(out.token_logprobs[0]) == pytest.approx(nats, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tok):
+    """A random 1-layer llama over SmolLM2's whole vocabulary, so chat-template prompts fit."""
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2, initializer_range=0.3)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_generate_batch_equals_one_at_a_time_chat(tiny_chat, tok):
+    questions = ["What is the capital of France?", "Hi", "Name three colours, please."]
+    batched = G.generate_batch(tiny_chat, tok, questions, max_new_tokens=6, batch_size=3, progress=False)
+    assert batched == [G.chat(tiny_chat, tok, q, max_new_tokens=6) for q in questions]
+    conversations = [[{"role": "user", "content": q}] for q in questions]  # a conversation = the same prompt
+    assert G.generate_batch(tiny_chat, tok, conversations, max_new_tokens=6, progress=False) == batched
+    assert tok.padding_side == "right"  # restored after the left-padded batches
+
+
+def test_generate_batch_prefix_stop_ids_and_sampling(tiny_chat, tok):
+    q = ["What is the capital of France?", "Hi"]
+    free = G.generate_batch(tiny_chat, tok, q, max_new_tokens=8, prefix='{"', progress=False)
+    assert all(a.startswith('{"') for a in free)
+    stop = free[0][2:5]  # a string the first reply is known to contain after the prefix
+    cut = G.generate_batch(tiny_chat, tok, q, max_new_tokens=8, prefix='{"', stop=[stop], progress=False)
+    assert cut[0] == free[0][:free[0].index(stop, 2) + len(stop)].strip()
+    ids = G.generate_batch(tiny_chat, tok, q, max_new_tokens=8, return_ids=True, progress=False)
+    assert all(isinstance(t, int) for row in ids for t in row) and all(tok.eos_token_id not in row for row in ids)
+    seen = []
+
+    def seeded(start, width):
+        seen.append((start, width))
+        torch.manual_seed(start)
+        return {}
+    runs = [G.generate_batch(tiny_chat, tok, q * 2, max_new_tokens=8, batch_size=2, progress=False, do_sample=True,
+                             temperature=1.0, top_k=0, before_batch=seeded) for _ in range(2)]
+    assert runs[0] == runs[1] and [s for s, _ in seen] == [0, 2, 0, 2]
+    with pytest.raises(TypeError, match="list of strings"):
+        G.generate_batch(tiny_chat, tok, "Hi")

@@ -67,35 +67,23 @@ def sample_answers(model, tokenizer, prompts: Sequence[str], n: int = 1, max_new
                    temperature: float = 1.0, batch_size: int = 16, seed: int = 0) -> list[str]:
     """`n` answers per prompt (consecutive), sampled at `temperature` (0 = greedy), left-padded batches.
 
-    Greedy answers come from the book's one batch helper, `labkit.generate.generate_batch`; this
-    function adds what it lacks: several sampled answers per prompt, reproducible from `seed`.
+    Through the book's one batch helper, `labkit.generate.generate_batch`; this function adds several
+    answers per prompt, reproducible from `seed`.
 
     >>> sample_answers(model, tok, ["What is the capital of Peru?"], n=2)   # doctest: +SKIP
     ['The capital of Peru is Lima.', 'Lima is the capital of Peru.']
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings; wrap a single prompt in [...]")
-    if temperature <= 0:
-        from ..generate import generate_batch
+    from ..generate import generate_batch
 
-        return generate_batch(model, tokenizer, [p for p in prompts for _ in range(n)], max_new_tokens=max_new_tokens,
-                              batch_size=batch_size, progress=False)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _end_id(tokenizer)
-    dev = next(model.parameters()).device
-    torch.manual_seed(seed)
-    texts = [_prompt_text(tokenizer, p) for p in prompts for _ in range(n)]
-    out: list[str] = []
-    try:
-        for s in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[s:s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad, do_sample=True,
-                                 temperature=temperature, top_k=0, top_p=1.0)
-            out += [tokenizer.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for g in gen]
-    finally:
-        tokenizer.padding_side = side
-    return out
+    texts = [p for p in prompts for _ in range(n)]
+    if temperature <= 0:
+        return generate_batch(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              progress=False)
+    torch.manual_seed(seed)  # once: the batches continue one random stream
+    return generate_batch(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          progress=False, do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
 
 
 @torch.no_grad()

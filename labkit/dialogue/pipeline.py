@@ -291,16 +291,17 @@ def chat_json_batch(model, tokenizer, conversations: Sequence[list[dict]], prefi
                     max_new_tokens: int = 40, batch_size: int = 16, skeletons: Sequence[str] | None = None,
                     bias: dict[tuple[int, ...], dict[int, float]] | None = None) -> list[str]:
     """Greedy replies to many chat conversations, each reply started with `prefix` (so the model writes
-    JSON) and stopped at the first "}" (left padding; like `labkit.generate.generate_batch`, which takes
-    one user message and no reply prefix). With `skeletons`, the first tokens after the prefix are
-    restricted to follow one of them, token by token (a prefix tree over their tokenizations); `bias`
-    (from `calibration_bias`) is added to the scores of the choices at each branch point.
+    JSON) and stopped at the first "}" (through `labkit.generate.generate_batch`). With `skeletons`,
+    the first tokens after the prefix are restricted to follow one of them, token by token (a prefix
+    tree over their tokenizations); `bias` (from `calibration_bias`) is added to the scores of the
+    choices at each branch point.
 
     >>> chat_json_batch(model, tok, [[{"role": "user", "content": "Hours on Monday?"}]])  # doctest: +SKIP
     ['{"tool": "opening_hours", "day": "monday"}']
     """
-    import torch
     from transformers import LogitsProcessor, LogitsProcessorList
+
+    from ..generate import generate_batch
 
     class _BranchBias(LogitsProcessor):
         def __init__(self, bias, width):
@@ -312,37 +313,19 @@ def chat_json_batch(model, tokenizer, conversations: Sequence[list[dict]], prefi
                     scores[row, t] += b
             return scores
 
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out: list[str] = []
-    try:
-        for s in range(0, len(conversations), batch_size):
-            texts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) + prefix
-                     for c in conversations[s:s + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = enc.to(next(model.parameters()).device)
-            width = enc["input_ids"].shape[1]
-            allowed = None
-            if skeletons:
-                paths = [tokenizer(k, add_special_tokens=False)["input_ids"] for k in skeletons]
-                everything = list(range(len(tokenizer)))
+    paths = [tokenizer(k, add_special_tokens=False)["input_ids"] for k in skeletons or ()]
+    everything = list(range(len(tokenizer)))
 
-                def allowed(_, ids, paths=paths, everything=everything, width=width):
-                    done = ids[width:].tolist()
-                    nxt = {p[len(done)] for p in paths if len(p) > len(done) and p[:len(done)] == done}
-                    return sorted(nxt) if nxt else everything  # past the skeleton: free
-            processors = LogitsProcessorList([_BranchBias(bias, width)] if bias else [])
-            with torch.inference_mode():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                     top_p=None, top_k=None, pad_token_id=pad, stop_strings=["}"], tokenizer=tokenizer,
-                                     prefix_allowed_tokens_fn=allowed, logits_processor=processors)
-            for g in gen:
-                text = prefix + tokenizer.decode(g[width:], skip_special_tokens=True)
-                out.append(text[:text.find("}") + 1] if "}" in text else text)
-    finally:
-        tokenizer.padding_side = side
-    return out
+    def before_batch(_, width):
+        def allowed(_, ids):
+            done = ids[width:].tolist()
+            nxt = {p[len(done)] for p in paths if len(p) > len(done) and p[:len(done)] == done}
+            return sorted(nxt) if nxt else everything  # past the skeleton: free
+        return {"prefix_allowed_tokens_fn": allowed if paths else None,
+                "logits_processor": LogitsProcessorList([_BranchBias(bias, width)] if bias else [])}
+
+    return generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          progress=False, prefix=prefix, stop=["}"], before_batch=before_batch)
 
 
 class LLMBot:

@@ -72,31 +72,15 @@ def default_probes(system: str = inj.SYSTEM_PROMPT, n_per_category: int = 4, see
 
 
 def hf_chat(model, tokenizer, max_new_tokens: int = 32, batch_size: int = 16) -> Callable[[list[dict]], str]:
-    """A target from a Hugging Face chat model: greedy answers, batched with left padding in `.many`.
+    """A target from a Hugging Face chat model: greedy answers (`labkit.generate.generate_batch` in `.many`).
 
     >>> target = hf_chat(model, tok); target([{"role": "user", "content": "Hi"}])   # doctest: +SKIP
     """
-    import torch
+    from ..generate import generate_batch
 
     def many(conversations: Sequence[list[dict[str, str]]]) -> list[str]:
-        side = tokenizer.padding_side
-        tokenizer.padding_side = "left"
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        out: list[str] = []
-        try:
-            for s in range(0, len(conversations), batch_size):
-                texts = [tokenizer.apply_chat_template(list(m), add_generation_prompt=True, tokenize=False)
-                         for m in conversations[s:s + batch_size]]
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-                enc = enc.to(next(model.parameters()).device)
-                with torch.inference_mode():
-                    gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                         top_p=None, top_k=None, pad_token_id=pad)
-                out += [tokenizer.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-                        for g in gen]
-        finally:
-            tokenizer.padding_side = side
-        return out
+        return generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              progress=False)
 
     def one(messages: list[dict[str, str]]) -> str:
         return many([messages])[0]

@@ -177,39 +177,22 @@ def generate_watermarked(model, tokenizer, prompts: Sequence[str], max_new_token
 
     >>> ids = generate_watermarked(model, tok, ["Tell me about the sea."], 50)   # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    from ..generate import generate_batch
 
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings; wrap a single prompt in [...]")
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     deltas = [float(delta)] * len(prompts) if isinstance(delta, (int, float)) else [float(d) for d in delta]
     if len(deltas) != len(prompts):
         raise ValueError(f"delta: one number, or one per prompt ({len(prompts)}), got {len(deltas)}")
-    out_ids: list[list[int]] = []
-    try:
-        for s in tqdm(range(0, len(prompts), batch_size), desc="watermark" if any(deltas) else "plain",
-                      disable=not progress, leave=False):
-            d = deltas[s:s + batch_size]
-            procs = [GreenListProcessor(gamma, d if len(set(d)) > 1 else d[0], key)] if any(d) else []
-            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                                   tokenize=False) for p in prompts[s:s + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = enc.to(next(model.parameters()).device)
-            torch.manual_seed(seed + s)
-            with torch.inference_mode():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                     top_k=top_k or 0, top_p=1.0, pad_token_id=pad, logits_processor=procs,
-                                     min_new_tokens=min_new_tokens)
-            for row in out[:, enc["input_ids"].shape[1]:].tolist():
-                cut = list(row)
-                if tokenizer.eos_token_id in cut:
-                    cut = cut[:cut.index(tokenizer.eos_token_id)]
-                out_ids.append(cut)
-    finally:
-        tokenizer.padding_side = side
-    return out_ids
+
+    def before_batch(s: int, _width: int) -> dict:
+        torch.manual_seed(seed + s)  # each batch reproducible on its own
+        d = deltas[s:s + batch_size]
+        return {"logits_processor": [GreenListProcessor(gamma, d if len(set(d)) > 1 else d[0], key)] if any(d) else []}
+
+    return generate_batch(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          progress=progress, return_ids=True, before_batch=before_batch, do_sample=True,
+                          temperature=temperature, top_k=top_k or 0, top_p=1.0, min_new_tokens=min_new_tokens)
 
 
 def substitute_tokens(token_ids: Sequence[int], share: float, vocab_size: int, seed: int = 0) -> list[int]:
