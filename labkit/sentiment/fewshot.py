@@ -13,7 +13,6 @@ tuned embeddings. Pairs multiply a small data set: n sentences give n(n+1)/2 of 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -124,13 +123,12 @@ def contrastive_finetune(model, tokenizer, texts: Sequence[str], labels: Sequenc
                          cfg: ContrastiveConfig | None = None, progress: bool = True) -> ContrastiveHistory:
     """SetFit's first stage: tune a sentence encoder in place on `contrastive_pairs` of the texts.
 
-    AdamW, linear warm-up then cosine decay (`labkit.train.lr_at`), dropout on (train mode).
+    AdamW, linear warm-up then cosine decay, dropout on: `labkit.train.fit`, the book's one loop.
     >>> hist = contrastive_finetune(enc, tok, texts, labels, ContrastiveConfig(pairs=64))   # doctest: +SKIP
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from ..train import lr_at
+    from ..train import fit
 
     cfg = cfg or ContrastiveConfig()
     if isinstance(texts, str):
@@ -143,24 +141,21 @@ def contrastive_finetune(model, tokenizer, texts: Sequence[str], labels: Sequenc
     pairs = contrastive_pairs(labels, cfg.pairs, cfg.seed)
     hist = ContrastiveHistory(trained_parameters=freeze_below(model, cfg.train_layers))
     torch.manual_seed(cfg.seed)  # dropout masks
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     steps = math.ceil(len(pairs) / cfg.batch_size)
-    t0 = time.perf_counter()
-    model.train()
-    for step in tqdm(range(steps), desc="contrastive", disable=not progress, leave=False):
-        chunk = pairs[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+
+    def pair_loss(model, chunk):
         i, j = chunk[:, 0].astype(int), chunk[:, 1].astype(int)
         # One forward pass over both sides of the pairs: the batch shares padding and kernels.
         emb = mean_pool(model, tokenizer, [texts[k] for k in i] + [texts[k] for k in j], cfg.max_length)
-        loss = cosine_pair_loss(emb[:len(i)], emb[len(i):], torch.tensor(chunk[:, 2], device=emb.device))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step / steps, cfg.lr, cfg.warmup, 0.0)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        hist.step_loss.append(loss.item())
-    model.eval()
+        return cosine_pair_loss(emb[:len(i)], emb[len(i):], torch.tensor(chunk[:, 2], device=emb.device))
+
+    # SetFit's optimiser: AdamW with torch's default weight decay on every trained parameter.
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    fitted = fit(model, (pairs[k * cfg.batch_size:(k + 1) * cfg.batch_size] for k in range(steps)), pair_loss,
+                 steps=steps, lr=cfg.lr, warmup=cfg.warmup, min_lr_ratio=0.0, clip=None, optimizer=opt,
+                 mixed_precision=False,  # full precision: chapter 14 checks the loss against sentence-transformers
+                 progress=progress, desc="contrastive")
     for p in model.parameters():
         p.requires_grad = True
-    hist.seconds = time.perf_counter() - t0
+    hist.step_loss, hist.seconds = fitted.train_loss, fitted.seconds
     return hist
