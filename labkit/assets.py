@@ -131,7 +131,7 @@ def resolve(name_or_hub_id: str) -> str:
         suggestion = (f"use the bundled copy {alt!r} instead" if alt else
                       f"use a bundled model ({', '.join(ASSETS)}) or a local folder")
         raise AssetError(f"{name_or_hub_id!r} is a hub id but the hub is off (offline profile); "
-                         f"{suggestion}, or run with --profile gpu on a machine with internet")
+                         f"{suggestion}, or switch the hub on (`labkit run --hub`) on a machine with internet")
     return name_or_hub_id
 
 

@@ -152,3 +152,26 @@ def test_parts_must_name_known_chapters_exactly_once():
         bk.parse_book({**base, "parts": [{"title": "P", "chapters": ["00", "01"]},
                                          {"title": "Q", "chapters": ["00"]}]}, Path("."))
     assert [p.title for p in bk.parse_book(base, Path(".")).parts] == ["Chapters"]
+
+
+def test_every_profile_runs_offline_and_names_no_hub_model():
+    """The gpu profile too: GPU machines may reach no network; hub ids are the reader's choice (`--hub -p ...`)."""
+    import re
+
+    book = bk.load_book()
+    for name in ("smoke", "cpu", "gpu"):
+        assert book.profile(name)["offline"] is True, name
+    hub_id = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, as on the hub
+    for ch in book.chapters:
+        for profile, params in ch.params.items():
+            named = [f"{k}={v}" for k, v in params.items() if isinstance(v, str) and hub_id.match(v)]
+            assert not named, f"chapter {ch.id} params.{profile} names hub models: {named}"
+
+
+def test_hub_switch_turns_the_hub_on_for_any_profile(monkeypatch):
+    from labkit.book import session
+
+    monkeypatch.delenv(session.ENV_HUB, raising=False)
+    assert session.profile_environment({"offline": True})["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.setenv(session.ENV_HUB, "1")
+    assert session.profile_environment({"offline": True})["HF_HUB_OFFLINE"] == "0"

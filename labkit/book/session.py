@@ -34,12 +34,14 @@ def version(pkg: str) -> str:
 
 
 ENV_THREADS = "LABKIT_THREADS"
+ENV_HUB = "LABKIT_HUB"  # 1: the hub on whatever the profile says (`labkit run --hub`), for readers with internet
 
 
 def profile_environment(profile: dict, device: str | None = None, threads: int | None = None) -> dict[str, str]:
     """The environment a chapter runs in, from its profile and the reader's overrides: the one rule.
 
-    The hub is off unless the profile says `offline = false`; the device is the override, else
+    The hub is off unless the profile says `offline = false` or $LABKIT_HUB is 1 (`labkit run --hub`:
+    a reader with internet who names hub models as parameters); the device is the override, else
     $LABKIT_DEVICE, else the profile's `device` (`auto`: whatever exists); threads likewise, where 0
     means all cores. The runner puts these into the kernel's environment; `setup` into its own.
 
@@ -47,7 +49,8 @@ def profile_environment(profile: dict, device: str | None = None, threads: int |
     >>> env["HF_HUB_OFFLINE"], env["LABKIT_DEVICE"]
     ('1', 'cpu')
     """
-    flag = "1" if profile.get("offline", True) else "0"
+    hub = os.environ.get(ENV_HUB, "0") not in ("", "0", "false", "False")
+    flag = "1" if profile.get("offline", True) and not hub else "0"
     env = {var: flag for var in runtime.HUB_OFFLINE_VARS}
     env[runtime.ENV_DEVICE] = str(device or os.environ.get(runtime.ENV_DEVICE) or profile.get("device", "auto"))
     n = threads if threads is not None else os.environ.get(ENV_THREADS) or profile.get("threads", 0)
