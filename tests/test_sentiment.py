@@ -196,3 +196,13 @@ def test_unseen_reviews_file_is_balanced_and_distinct():
 
     train = set(data.load("movie-reviews")["train"]["text"]) | set(data.load("movie-reviews")["test"]["text"])
     assert not {t.lower() for t in texts} & train
+
+
+def test_dev_reviews_file_is_balanced_and_apart_from_the_unseen_file():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "data"
+    dev, dev_y = S.load_eval_csv(root / "en_reviews_dev.csv")
+    unseen, _ = S.load_eval_csv(root / "en_reviews_unseen.csv")
+    assert len(dev) == 80 and sum(dev_y) == 40 and len(set(dev)) == 80
+    assert not {t.lower() for t in dev} & {t.lower() for t in unseen}  # the validation file is not the test file
