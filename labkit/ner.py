@@ -391,51 +391,47 @@ def train_token_classifier(model, tokenizer, texts: Sequence[str], tags: Sequenc
                            on_epoch: Callable[[int], Any] | None = None) -> list[float]:
     """Fine-tune a token classifier (cross-entropy per character, AdamW, linear warm-up and decay).
 
-    Sentences are batched by length so little compute goes to padding. Returns the loss per step.
-    `on_epoch(epoch)` (1, 2, ...) is called after each epoch with the model in eval mode, e.g. to score
-    validation data and keep the best epoch's weights.
+    Sentences are batched by length so little compute goes to padding; each epoch visits the batches
+    in a new random order. The loop is `labkit.train.fit` with AdamW (weight decay 0.01 on every
+    parameter), a linear warm-up over `warmup` of the steps then linear decay to 0, and clipping at 1.
+    Returns the loss per step. `on_epoch(epoch)` (1, 2, ...) is called after each epoch with the
+    model in eval mode, e.g. to score validation data and keep the best epoch's weights.
 
     >>> losses = train_token_classifier(model, tok, texts, tags, epochs=1)   # doctest: +SKIP
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from . import runtime
+    from .train import fit
 
-    dev = runtime.device()
-    model.to(dev).train()
+    if epochs < 1 or not texts:
+        raise ValueError(f"train_token_classifier needs epochs >= 1 and at least one text; got epochs={epochs}, "
+                         f"{len(texts)} texts")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     order = np.argsort([len(t) for t in texts], kind="stable")
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     total = epochs * len(batches)
+
+    def encoded():  # one pass per epoch over the length-sorted batches, in a new order each time
+        for _ in range(epochs):
+            for b in rng.permutation(len(batches)):
+                enc = encode_chars(tokenizer, [texts[i] for i in batches[b]], [tags[i] for i in batches[b]],
+                                   max_length)
+                enc.pop("word_ids")
+                yield enc
+
+    def after_step(step, _history):
+        if on_epoch is not None and step % len(batches) == 0:
+            model.eval()
+            on_epoch(step // len(batches))
+            model.train()
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     n_warm = max(1, int(warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / n_warm if s < n_warm else max(0.0, (total - s) / max(1, total - n_warm)))
-    losses: list[float] = []
-    bar = tqdm(total=total, desc="token classifier", disable=not progress, leave=False)
-    for epoch in range(epochs):
-        model.train()
-        for b in rng.permutation(len(batches)):
-            idx = batches[b]
-            enc = encode_chars(tokenizer, [texts[i] for i in idx], [tags[i] for i in idx], max_length)
-            enc.pop("word_ids")
-            with runtime.autocast():
-                loss = model(**{k: v.to(dev) for k, v in enc.items()}).loss
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update(1)
-        if on_epoch is not None:
-            model.eval()
-            on_epoch(epoch + 1)
-    bar.close()
-    model.eval()
-    return losses
+    return fit(model, encoded(), steps=total, optimizer=opt, scheduler=sched, clip=1.0, progress=progress,
+               desc="token classifier", on_step=after_step).train_loss
 
 
 def predict_logprobs(model, tokenizer, texts: Sequence[str], batch_size: int = 64,

@@ -150,9 +150,13 @@ def test_token_classifier_round_trip():
     gold = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
     batch = ner.encode_chars(fast, [text], [gold])
     assert batch["labels"][0, 0].item() == -100 and batch["labels"][0, 1].item() == ner.LABELS.index("B-PER")
+    seen = []  # on_epoch runs after each epoch (one batch each here), with the model in eval mode
     losses = ner.train_token_classifier(model, fast, [text] * 8, [gold] * 8, epochs=40, lr=1e-2, batch_size=8,
-                                        progress=False)
+                                        progress=False, on_epoch=lambda e: seen.append((e, model.training)))
+    assert len(losses) == 40 and seen == [(e, False) for e in range(1, 41)] and not model.training
     assert losses[-1] < losses[0] / 4
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        ner.train_token_classifier(model, fast, [text], [gold], epochs=0)
     assert ner.predict_tags(model, fast, [text]) == [gold]
 
 
