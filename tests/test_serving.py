@@ -361,3 +361,86 @@ def test_search_tool_uses_the_retriever():
     assert search("zzzz qqqq") == "no result"
     with pytest.raises(T.ToolError, match="at most"):
         search("x" * 500)
+
+
+def test_run_agents_steps_many_questions_like_run_agent():
+    calc = T.calculator_tool()
+
+    def reply(conv):  # a scripted model: computes "a+b" from the question, then answers from the observation
+        last = conv[-1]["content"]
+        if last.startswith("Observation: "):
+            return json.dumps({"tool": "answer", "input": last.split("\n")[0][len("Observation: "):]})
+        expr = last[len("Question: What is "):-1]
+        return {"1+1": "no idea", "2+2": '{"tool": "shell", "input": "x"}'}.get(
+            expr, json.dumps({"tool": "calculator", "input": expr}))
+
+    questions = ["What is 1+1?", "What is 3*4?", "What is 2+2?", "What is 10-7?"]
+    widths = []
+
+    def batched(convs, allow):
+        widths.append(len(convs))
+        return [reply(c) for c in convs]
+
+    many = T.run_agents(batched, questions, [calc], "s")
+    one = [T.run_agent(lambda m, a: reply(m), q, [calc], "s") for q in questions]
+    assert [(t.answer, t.outcome, t.steps) for t in many] == [(t.answer, t.outcome, t.steps) for t in one]
+    assert [(t.answer, t.outcome) for t in many] == [(None, "malformed"), ("12", "answered"), (None, "wrong tool"),
+                                                     ("3", "answered")]
+    assert widths == [4, 2]   # finished questions leave the batch
+    with pytest.raises(ValueError, match="replies"):
+        T.run_agents(lambda convs, a: [], questions, [calc], "s")
+
+
+TRANSCRIPT = [{"role": "system", "content": "Tools: calculator."},
+              *T.example_turns([("What is 6 * 7?", [('{"tool": "calculator", "input": "6 * 7"}', "42"),
+                                                    ('{"tool": "answer", "input": "42"}', "")])])]
+
+
+def test_encode_chat_learns_only_the_assistant_turns(tok):
+    from labkit.serving import tooltune as TT
+
+    ids, labels = TT.encode_chat(tok, TRANSCRIPT)
+    assert ids == tok(tok.apply_chat_template(TRANSCRIPT, tokenize=False), add_special_tokens=False)["input_ids"]
+    learned = [i for i, l in zip(ids, labels) if l != -100]
+    assert tok.decode(learned) == ('{"tool": "calculator", "input": "6 * 7"}<|im_end|>'
+                                   '{"tool": "answer", "input": "42"}<|im_end|>')
+    assert all(l in (-100, i) for i, l in zip(ids, labels))
+    with pytest.raises(ValueError, match="no assistant turn"):
+        TT.encode_chat(tok, TRANSCRIPT[:2])
+
+
+def test_assistant_loss_equals_the_models_own_loss(tiny, tok):
+    from labkit.serving import tooltune as TT
+
+    hf, _ = tiny
+    other = [TRANSCRIPT[0], *T.example_turns([("Hi?", [('{"tool": "answer", "input": "hello there"}', "")])])]
+    batch = TT.pad_batch([TT.encode_chat(tok, c) for c in (TRANSCRIPT, other)], tok.eos_token_id)
+    with torch.no_grad():
+        ours, ref = TT.assistant_loss(hf, batch), hf(**batch).loss
+    # The same fp32 sums, only the vocabulary projection restricted to the labelled positions.
+    assert abs(ours.item() - ref.item()) < 1e-5 * ref.item()
+    stream = TT.chat_batches(tok, [TRANSCRIPT, other, TRANSCRIPT[:3]], batch_size=2, seed=0)
+    first_pass = [row for b in (next(stream), next(stream)) for row, m in zip(b["input_ids"], b["attention_mask"])
+                  for row in [row[m.bool()].tolist()]]
+    assert sorted(first_pass) == sorted(TT.encode_chat(tok, c)[0] for c in [TRANSCRIPT, other, TRANSCRIPT[:3]])
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_a_transcript_teaches_the_call_format(tok):
+    """Through labkit.train.fit and assistant_loss: a tiny llama trained on one transcript then runs it as an agent."""
+    from labkit.generate import generate_batch
+    from labkit.serving import tooltune as TT
+    from labkit.train import fit
+
+    cfg = HFConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=2,
+                   bos_token_id=1, pad_token_id=2)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    llm = lambda convs, a: generate_batch(model, tok, convs, max_new_tokens=24, stop=["}"], progress=False)  # noqa: E731
+    before, = T.run_agents(llm, ["What is 6 * 7?"], [T.calculator_tool()], "Tools: calculator.")
+    h = fit(model, TT.chat_batches(tok, [TRANSCRIPT], batch_size=1), TT.assistant_loss, steps=60, lr=1e-2,
+            weight_decay=0.0, progress=False, device="cpu")
+    after, = T.run_agents(llm, ["What is 6 * 7?"], [T.calculator_tool()], "Tools: calculator.")
+    assert before.outcome == "malformed" and h.train_loss[-1] < 0.1 * h.train_loss[0]
+    assert (after.answer, after.outcome, after.steps[0]["observation"]) == ("42", "answered", "42")

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 from .constrained import extract_json
 
 __all__ = ["ToolError", "calculate", "Tool", "calculator_tool", "search_tool", "call_schema", "parse_call",
-           "run_agent", "AgentTrace", "system_prompt", "example_turns"]
+           "run_agent", "run_agents", "AgentTrace", "system_prompt", "example_turns"]
 
 
 class ToolError(ValueError):
@@ -224,51 +224,83 @@ class AgentTrace:
     outcome: str = "answered"     # answered | malformed | wrong tool | loop | step limit | tool error
 
 
+def run_agents(llm: Callable[[list[list[dict[str, str]]], bool], list[str]], questions: Sequence[str],
+               tools: Sequence[Tool], system: str, max_steps: int = 3, examples: Sequence = (),
+               tool_choice: str = "auto") -> list[AgentTrace]:
+    """The loop for many questions at once: ask for a call, run the tool, show the observation, until
+    "answer" or `max_steps` calls; each step asks the model once for every unfinished question.
+
+    llm(conversations, allow_answer) -> one reply text per conversation (e.g. a batch through
+    `labkit.generate.generate_batch`; constrained to `call_schema(tools, allow_answer=...)` or free);
+    examples: worked examples shown as earlier turns (`example_turns`); tool_choice "required": the first
+    call must be a tool (OpenAI's option of that name), "auto": the model may answer at once.
+    A reply that is not a call ends that question as "malformed" or "wrong tool"; a call repeated word for
+    word as "loop"; running out of steps as "step limit".
+
+    >>> replies = iter([['{"tool": "calculator", "input": "6*7"}', '{"tool": "answer", "input": "5"}'],
+    ...                 ['{"tool": "answer", "input": "42"}']])
+    >>> trs = run_agents(lambda convs, a: next(replies), ["What is 6*7?", "What is 2+3?"], [calculator_tool()], "sys")
+    >>> [(t.answer, t.outcome, len(t.steps)) for t in trs]
+    [('42', 'answered', 2), ('5', 'answered', 1)]
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if tool_choice not in ("auto", "required"):
+        raise ValueError(f"tool_choice must be 'auto' or 'required', got {tool_choice!r}")
+    if isinstance(questions, str):
+        raise TypeError("questions must be a list of strings; wrap a single question in [...]")
+    by_name = {t.name: t for t in tools}
+    head = [{"role": "system", "content": system}, *example_turns(examples)]
+    convs = [head + [{"role": "user", "content": f"Question: {q}"}] for q in questions]
+    traces = [AgentTrace(q) for q in questions]
+    seen: list[set[tuple[str, str]]] = [set() for _ in questions]
+    active = list(range(len(questions)))
+    for step in range(max_steps):
+        if not active:
+            break
+        replies = llm([convs[i] for i in active], not (step == 0 and tool_choice == "required"))
+        if len(replies) != len(active):
+            raise ValueError(f"llm returned {len(replies)} replies for {len(active)} conversations")
+        still = []
+        for i, reply in zip(active, replies):
+            trace = traces[i]
+            call, problem = parse_call(reply, tools)
+            if call is None:
+                trace.steps.append({"reply": reply, "observation": problem})
+                trace.outcome = "wrong tool" if problem.startswith("wrong tool") else "malformed"
+                continue
+            if call["tool"] == "answer":
+                trace.answer = call["input"]
+                trace.steps.append({"reply": reply, "observation": ""})
+                continue
+            key = (call["tool"], call["input"].strip().lower())
+            if key in seen[i]:
+                trace.steps.append({"reply": reply, "observation": "repeated call"})
+                trace.outcome = "loop"
+                continue
+            seen[i].add(key)
+            try:
+                obs = by_name[call["tool"]](call["input"])
+            except ToolError as e:
+                obs = f"error: {e}"
+            trace.steps.append({"reply": reply, "observation": obs})
+            convs[i] = convs[i] + [{"role": "assistant", "content": json.dumps(call)},
+                                   {"role": "user", "content": _observation(obs)}]
+            still.append(i)
+        active = still
+    for i in active:
+        traces[i].outcome = "step limit"
+    return traces
+
+
 def run_agent(llm: Callable[[list[dict[str, str]], bool], str], question: str, tools: Sequence[Tool],
               system: str, max_steps: int = 3, examples: Sequence = (), tool_choice: str = "auto") -> AgentTrace:
-    """The loop: ask for a call, run the tool, show the observation, until "answer" or `max_steps` calls.
-
-    llm(messages, allow_answer) -> the model's reply text (constrained to `call_schema(tools, allow_answer=...)`,
-    or free); examples: worked examples shown as earlier turns (`example_turns`); tool_choice "required":
-    the first call must be a tool (OpenAI's option of that name), "auto": the model may answer at once.
+    """`run_agents` for one question, with llm(messages, allow_answer) -> the reply text.
 
     >>> replies = iter(['{"tool": "calculator", "input": "6*7"}', '{"tool": "answer", "input": "42"}'])
     >>> tr = run_agent(lambda m, a: next(replies), "What is 6*7?", [calculator_tool()], "sys")
     >>> tr.answer, tr.outcome, tr.steps[0]["observation"]
     ('42', 'answered', '42')
     """
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if tool_choice not in ("auto", "required"):
-        raise ValueError(f"tool_choice must be 'auto' or 'required', got {tool_choice!r}")
-    by_name = {t.name: t for t in tools}
-    msgs = [{"role": "system", "content": system}, *example_turns(examples),
-            {"role": "user", "content": f"Question: {question}"}]
-    trace = AgentTrace(question)
-    seen: set[tuple[str, str]] = set()
-    for step in range(max_steps):
-        reply = llm(msgs, not (step == 0 and tool_choice == "required"))
-        call, problem = parse_call(reply, tools)
-        if call is None:
-            trace.steps.append({"reply": reply, "observation": problem})
-            trace.outcome = "wrong tool" if problem.startswith("wrong tool") else "malformed"
-            return trace
-        if call["tool"] == "answer":
-            trace.answer = call["input"]
-            trace.steps.append({"reply": reply, "observation": ""})
-            return trace
-        key = (call["tool"], call["input"].strip().lower())
-        if key in seen:
-            trace.steps.append({"reply": reply, "observation": "repeated call"})
-            trace.outcome = "loop"
-            return trace
-        seen.add(key)
-        try:
-            obs = by_name[call["tool"]](call["input"])
-        except ToolError as e:
-            obs = f"error: {e}"
-        trace.steps.append({"reply": reply, "observation": obs})
-        msgs += [{"role": "assistant", "content": json.dumps(call)},
-                 {"role": "user", "content": _observation(obs)}]
-    trace.outcome = "step limit"
-    return trace
+    return run_agents(lambda convs, allow: [llm(c, allow) for c in convs], [question], tools, system,
+                      max_steps=max_steps, examples=examples, tool_choice=tool_choice)[0]
