@@ -259,6 +259,11 @@ def test_dpo_and_grpo_losses_match_trl():
         lp = [sequence_logprobs(m, b["input_ids"], b["completion_mask"], b["attention_mask"]).chunk(2)
               for m in (tr.model, tr.ref_model)]
     assert float(dpo_loss(lp[0][0], lp[0][1], lp[1][0], lp[1][1], 0.1)[0]) == pytest.approx(theirs, abs=1e-5)
+    tr.loss_types, tr.loss_weights = ["sigmoid", "sft"], [1.0, 0.5]  # DPO + 0.5 * NLL of the chosen tokens
+    with torch.no_grad():
+        theirs_sft = float(tr.compute_loss(tr.model, b))
+    nll = float(-lp[0][0].sum() / b["completion_mask"].chunk(2)[0][:, 1:].sum())
+    assert theirs_sft - theirs == pytest.approx(0.5 * nll, abs=1e-5) and nll > 1.0
 
     folder = tempfile.mkdtemp()
     pol.save_pretrained(folder)
@@ -281,3 +286,38 @@ def test_dpo_and_grpo_losses_match_trl():
     with torch.no_grad():
         theirs = float(gtr._compute_loss(gtr.model, inputs))
     assert float(grpo_loss(lp, old, adv, mask.float(), ref_lp, beta=0.04)) == pytest.approx(theirs, abs=1e-5)
+
+
+def _tiny_lora(tok, seed=0):
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                                   tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    base = transformers.LlamaForCausalLM(cfg)
+    torch.manual_seed(seed)
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                                           task_type="CAUSAL_LM"))
+
+
+def test_dpo_train_sft_term_is_the_mean_nll_of_the_chosen_tokens(tok):
+    pairs = [{"prompt": f"Capital of C{i}?", "chosen": f"It is X{i}.", "rejected": "I do not know, sorry."}
+             for i in range(4)]
+    model = _tiny_lora(tok)
+    batch = alm.chat_batch(tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
+    with torch.no_grad():
+        nll = float(-sequence_logprobs(model, batch["input_ids"], batch["completion_mask"], batch["attention_mask"]).sum()
+                    / batch["completion_mask"].sum())
+    steps = []
+    hist = alm.dpo_train(model, tok, pairs, steps=2, beta=0.1, lr=1e-2, batch_size=4, sft_weight=0.5, progress=False,
+                         on_step=lambda step, h: steps.append((step, len(h))))
+    # Step 1: the adapter is still the reference (B = 0), so the DPO part is log 2 and the rest is 0.5 * NLL.
+    assert hist[0]["dpo_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert hist[0]["loss"] - hist[0]["dpo_loss"] == pytest.approx(0.5 * nll, abs=1e-5)
+    assert steps == [(1, 1), (2, 2)]  # on_step sees the history so far
+    plain = alm.dpo_train(_tiny_lora(tok), tok, pairs, steps=2, beta=0.1, lr=1e-2, batch_size=4, progress=False)
+    assert [h["loss"] for h in plain] == [h["dpo_loss"] for h in plain]  # sft_weight 0: DPO alone
+    with pytest.raises(ValueError, match="sft_weight"):
+        alm.dpo_train(model, tok, pairs, steps=1, sft_weight=-1.0)

@@ -118,7 +118,7 @@ def pretrain(lines: list[str], steps: int, batch_size: int = 64, lr: float = 3e-
     >>> m, losses = pretrain(["01+02=3;"] * 8, steps=2, batch_size=4, progress=False); len(losses)
     2
     """
-    from tqdm.auto import tqdm
+    from ..train import fit
 
     tok = ArithTokenizer()
     torch.manual_seed(seed)
@@ -126,19 +126,19 @@ def pretrain(lines: list[str], steps: int, batch_size: int = 64, lr: float = 3e-
     cfg = config or GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=64)
     model = GPT(cfg).to(device)
     opt = model.configure_optimizer(weight_decay=0.0, lr=lr)
+    # Linear decay to 10%: a short run still ends on a low loss.
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - 0.9 * step / max(1, steps))
     ids, targets = _pad_lines(lines, tok, cfg.block_size)
     g = torch.Generator().manual_seed(seed)
-    losses = []
-    for step in tqdm(range(steps), desc="pretrain", disable=not progress, leave=False):
-        for group in opt.param_groups:  # linear decay to 10%: a short run still ends on a low loss
-            group["lr"] = lr * (1 - 0.9 * step / max(1, steps))
-        idx = torch.randint(len(lines), (batch_size,), generator=g)
-        _, loss = model(ids[idx].to(device), targets[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return model.eval(), losses
+
+    def draws():
+        while True:
+            idx = torch.randint(len(lines), (batch_size,), generator=g)
+            yield ids[idx], targets[idx]
+
+    history = fit(model, draws(), lambda m, b: m(b[0], b[1])[1], steps=steps, optimizer=opt, scheduler=schedule,
+                  clip=None, device=device, progress=progress, desc="pretrain")
+    return model.eval(), history.train_loss
 
 
 @torch.no_grad()
@@ -289,7 +289,7 @@ def train_reward_model(rm: GPTRewardModel, pairs: list[tuple[str, str]], steps: 
     >>> len(train_reward_model(rm, [("01+02=3;", "01+02=4;")], steps=2, progress=False))
     2
     """
-    from tqdm.auto import tqdm
+    from ..train import fit
 
     dev = next(rm.parameters()).device
     length = rm.gpt.config.block_size
@@ -297,16 +297,17 @@ def train_reward_model(rm: GPTRewardModel, pairs: list[tuple[str, str]], steps: 
     rejected = _line_batch([r for _, r in pairs], length, dev)
     opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
-    losses = []
-    rm.train()
-    for _ in tqdm(range(steps), desc="reward model", disable=not progress, leave=False):
-        idx = torch.randint(len(pairs), (batch_size,), generator=g).to(dev)
-        loss = bradley_terry_loss(rm(chosen[0][idx], chosen[1][idx]), rm(rejected[0][idx], rejected[1][idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+
+    def draws():
+        while True:
+            yield torch.randint(len(pairs), (batch_size,), generator=g).to(dev)
+
+    def loss_fn(m, idx):
+        return bradley_terry_loss(m(chosen[0][idx], chosen[1][idx]), m(rejected[0][idx], rejected[1][idx]))
+
+    history = fit(rm, draws(), loss_fn, steps=steps, optimizer=opt, lr=lr, warmup=0.0, min_lr_ratio=1.0, clip=None,
+                  device=dev, progress=progress, desc="reward model")
+    return history.train_loss
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ the tensors they need, through the model's chat template:
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Sequence
 
 import torch
@@ -111,26 +112,27 @@ def train_reward_head(chosen: torch.Tensor, rejected: torch.Tensor, epochs: int 
     """A linear reward r(x) = w . f(x) + b on fixed features, trained full-batch with Bradley-Terry.
 
     The features are standardised inside the head (mean and std of the training features), so one
-    learning rate suits every model width.
+    learning rate suits every model width. The loop is the book's `labkit.train.fit` (constant
+    learning rate, no clipping, AdamW decaying the bias too, as a plain `torch.optim.AdamW` does);
+    the head stays on the features' device.
 
     >>> head, losses = train_reward_head(torch.ones(4, 3), torch.zeros(4, 3), epochs=50)
     >>> losses[-1] < losses[0]
     True
     """
+    from ..train import fit
+
     if chosen.shape != rejected.shape or chosen.dim() != 2:
         raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)} must be equal (n, d)")
     torch.manual_seed(seed)
     both = torch.cat([chosen, rejected])
     head = nn.Sequential(_Standardise(both.mean(0), both.std(0) + 1e-6), nn.Linear(chosen.shape[1], 1))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    losses = []
-    for _ in range(epochs):
-        loss = bradley_terry_loss(head(chosen).squeeze(-1), head(rejected).squeeze(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return head.eval(), losses
+    history = fit(head, itertools.repeat((chosen, rejected)),
+                  lambda m, b: bradley_terry_loss(m(b[0]).squeeze(-1), m(b[1]).squeeze(-1)), steps=epochs,
+                  optimizer=opt, lr=lr, warmup=0.0, min_lr_ratio=1.0, clip=None, device=chosen.device,
+                  progress=False)
+    return head.eval(), history.train_loss
 
 
 class _Standardise(nn.Module):
@@ -144,21 +146,29 @@ class _Standardise(nn.Module):
 
 
 def dpo_train(model, tokenizer, pairs: Sequence[dict], steps: int, beta: float = 0.1, lr: float = 5e-4,
-              batch_size: int = 8, seed: int = 0, progress: bool = True) -> list[dict[str, float]]:
+              batch_size: int = 8, sft_weight: float = 0.0, seed: int = 0, progress: bool = True,
+              on_step: Callable[[int, list[dict[str, float]]], bool | None] | None = None) -> list[dict[str, float]]:
     """DPO on a PEFT (LoRA) model: the reference is the same model with its adapter disabled.
 
+    `sft_weight` > 0 adds that times the mean negative log-likelihood of the chosen responses' tokens
+    (TRL's `loss_type=["sigmoid", "sft"]`, `loss_weights=[1, sft_weight]`; RPO, Pang et al. 2024):
+    DPO alone only widens the gap between chosen and rejected, and may do so by lowering both.
     The reference log-probabilities never change, so each batch's are computed once, the first time
-    the batch is drawn (a short run never pays for batches it does not draw).
-    Returns one dict per step: loss, reward margin, reward accuracy on the batch.
+    the batch is drawn (a short run never pays for batches it does not draw). The loop is the book's
+    `labkit.train.fit` (AdamW without weight decay, constant learning rate, no clipping);
+    `on_step(step, history)` runs after every update (evaluate, keep a snapshot; True stops).
+    Returns one dict per step: loss, DPO loss, reward margin, reward accuracy on the batch.
 
     >>> history = dpo_train(lora_model, tok, pairs, steps=10)   # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    from ..train import fit
 
     if not hasattr(model, "disable_adapter"):
         raise TypeError("dpo_train needs a PEFT model (peft.get_peft_model); its base model is the reference")
     if not pairs:
         raise ValueError("dpo_train needs at least one preference pair")
+    if sft_weight < 0:
+        raise ValueError(f"sft_weight must be >= 0; got {sft_weight}")
     dev = next(model.parameters()).device
     batches = []
     for s in range(0, len(pairs), batch_size):
@@ -166,26 +176,37 @@ def dpo_train(model, tokenizer, pairs: Sequence[dict], steps: int, beta: float =
         prompts = [p["prompt"] for p in chunk] * 2
         batches.append(chat_batch(tokenizer, prompts, [p["chosen"] for p in chunk] + [p["rejected"] for p in chunk],
                                   dev))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in tqdm(range(steps), desc="DPO", disable=not progress, leave=False):
-        b = batches[int(torch.randint(len(batches), (1,), generator=g))]
+
+    def draws():  # batch indices: `fit` copies what it is given, the cache of reference log-probs stays here
+        while True:
+            yield int(torch.randint(len(batches), (1,), generator=g))
+
+    history: list[dict[str, float]] = []
+
+    def loss_fn(m, i):
+        b = batches[i]
         if "ref" not in b:
-            model.eval()
-            with torch.no_grad(), model.disable_adapter():
-                b["ref"] = sequence_logprobs(model, b["input_ids"], b["completion_mask"], b["attention_mask"])
-        model.train()
-        lp = sequence_logprobs(model, b["input_ids"], b["completion_mask"], b["attention_mask"])
+            m.eval()
+            with torch.no_grad(), m.disable_adapter():
+                b["ref"] = sequence_logprobs(m, b["input_ids"], b["completion_mask"], b["attention_mask"])
+            m.train()
+        lp = sequence_logprobs(m, b["input_ids"], b["completion_mask"], b["attention_mask"])
         pc, pr = lp.chunk(2)
         rc, rr = b["ref"].chunk(2)
         loss, chosen_r, rejected_r = dpo_loss(pc, pr, rc, rr, beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append({"loss": loss.item(), "margin": float((chosen_r - rejected_r).mean()),
+        row = {"dpo_loss": loss.item()}
+        if sft_weight > 0:
+            start = first_scored(b["completion_mask"])
+            chosen_tokens = b["completion_mask"].chunk(2)[0][:, start + 1:].sum()
+            loss = loss + sft_weight * (-pc.sum() / chosen_tokens)  # mean NLL per chosen token, as TRL's "sft"
+        history.append({"loss": loss.item(), **row, "margin": float((chosen_r - rejected_r).mean()),
                         "accuracy": float((chosen_r > rejected_r).float().mean())})
-    model.eval()
+        return loss
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    fit(model, draws(), loss_fn, steps=steps, optimizer=opt, lr=lr, warmup=0.0, min_lr_ratio=1.0, clip=None,
+        device=dev, progress=progress, desc="DPO", on_step=None if on_step is None else lambda s, _: on_step(s, history))
     return history
 
 
