@@ -204,8 +204,36 @@ def test_request_splits_are_disjoint():
         assert len(ref.requests("train", kind)) == len(table["train"]) * len(ref.ASSETS["train"])
     assert not set(ref.ASSETS["train"]) & set(ref.ASSETS["test"])
     assert not set(ref.requests("test")) & set(ref.requests("train"))
+    # validation: the training templates on assets of their own, disjoint from train and test
+    assert not set(ref.ASSETS["val"]) & (set(ref.ASSETS["train"]) | set(ref.ASSETS["test"]))
+    assert len(ref.requests("val")) == len(ref.ADVICE["train"]) * len(ref.ASSETS["val"])
+    assert not set(ref.requests("val")) & (set(ref.requests("train")) | set(ref.requests("test")))
     with pytest.raises(ValueError, match="split"):
-        ref.requests("val")
+        ref.requests("dev")
+
+
+def test_refusal_stopper_stops_only_when_the_validation_goal_is_met(monkeypatch):
+    import labkit.generate as G
+
+    replies = {"refuse": ref.REFUSAL, "answer": "It is a metal."}
+    monkeypatch.setattr(G, "generate_batch", lambda m, t, prompts, **k: [replies[p] for p in prompts])
+
+    class Model:
+        def eval(self):
+            pass
+
+        def train(self):
+            pass
+
+    log = []
+    stop = ref.refusal_stopper(None, ["refuse"] * 4, ["answer"] * 4, every=2, log=log)
+    assert stop(Model(), 1, None) is False and log == []  # not a check step: nothing generated
+    assert stop(Model(), 2, None) is True
+    assert log == [{"step": 2, "refusal (val)": 1.0, "over-refusal (val)": 0.0, "stop": True}]
+    replies["answer"] = ref.REFUSAL  # refusing the look-alikes too is over-refusal: train on
+    assert stop(Model(), 4, None) is False and log[-1]["over-refusal (val)"] == 1.0
+    with pytest.raises(ValueError, match="every"):
+        ref.refusal_stopper(None, [], [], every=0)
 
 
 def test_jailbreak_wraps_each_request_once_per_kind():
@@ -294,3 +322,7 @@ def test_train_lora_resumes_the_same_adapter(tok):
     assert any(not torch.equal(before[n], p) for n, p in again.named_parameters() if n in before)
     with pytest.raises(ValueError, match="steps"):
         ref.train_lora(lora, tok, pairs, steps=0, progress=False)
+    seen = []  # on_step sees the peft model after every update, and True stops training early
+    _, few = ref.train_lora(lora, tok, pairs, steps=5, batch_size=2, progress=False, max_length=64,
+                            on_step=lambda m, step, h: seen.append((m is lora, step)) or step == 2)
+    assert len(few) == 2 and seen == [(True, 1), (True, 2)]
