@@ -38,3 +38,19 @@ def tok():
     from labkit import assets
 
     return AutoTokenizer.from_pretrained(assets.path("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tok):
+    """A random 1-layer llama over SmolLM2's whole vocabulary (chat-template prompts fit); a large init
+    makes its outputs peaked, so greedy and sampled decoding are stable across batching."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2, initializer_range=0.3)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).eval()
+    model.generation_config.eos_token_id = 2
+    return model

@@ -187,16 +187,6 @@ def test_token_logprobs_equal_continuation_nats(tiny):
     assert n == len(out.token_logprobs[0]) and -sum(out.token_logprobs[0]) == pytest.approx(nats, rel=1e-4)
 
 
-@pytest.fixture(scope="module")
-def tiny_chat(tok):
-    """A random 1-layer llama over SmolLM2's whole vocabulary, so chat-template prompts fit."""
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2, initializer_range=0.3)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).eval()
-
-
 def test_generate_batch_equals_one_at_a_time_chat(tiny_chat, tok):
     questions = ["What is the capital of France?", "Hi", "Name three colours, please."]
     batched = G.generate_batch(tiny_chat, tok, questions, max_new_tokens=6, batch_size=3, progress=False)

@@ -1,7 +1,6 @@
 """labkit.widgets: the sampler generates what labkit.generate generates, with or without a frontend."""
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from labkit import generate as G
 from labkit import widgets
@@ -10,31 +9,20 @@ from labkit import widgets
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tok):
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2, initializer_range=0.3)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).eval()
-    model.generation_config.eos_token_id = 2
-    return model
-
-
-def test_run_equals_generate_with_the_same_settings(tiny, tok):
-    s = widgets.Sampler(tiny, tok, prompt="Name a colour.", temperature=0.7, top_k=20, top_p=0.9,
+def test_run_equals_generate_with_the_same_settings(tiny_chat, tok):
+    s = widgets.Sampler(tiny_chat, tok, prompt="Name a colour.", temperature=0.7, top_k=20, top_p=0.9,
                         max_new_tokens=10, seed=5)
     text = s.run()
     ids = tok.apply_chat_template([{"role": "user", "content": "Name a colour."}], add_generation_prompt=True,
                                   return_tensors="pt", return_dict=True)["input_ids"]
     torch.manual_seed(5)
-    out = G.generate(tiny, ids, max_new_tokens=10, do_sample=True, temperature=0.7, top_k=20, top_p=0.9)
+    out = G.generate(tiny_chat, ids, max_new_tokens=10, do_sample=True, temperature=0.7, top_k=20, top_p=0.9)
     assert text == tok.decode(out.new_tokens[0], skip_special_tokens=True)
     assert s.history[-1]["text"] == text and s.history[-1]["temperature"] == 0.7
 
 
-def test_controls_drive_the_settings(tiny, tok):
-    s = widgets.Sampler(tiny, tok, max_new_tokens=4)
+def test_controls_drive_the_settings(tiny_chat, tok):
+    s = widgets.Sampler(tiny_chat, tok, max_new_tokens=4)
     if s.controls is None:
         pytest.skip("ipywidgets is not installed")
     s.controls["temperature"].value = 1.5
@@ -48,20 +36,20 @@ def test_controls_drive_the_settings(tiny, tok):
     assert "temperature=1.5" in bundle["text/plain"]  # headless output stays meaningful
 
 
-def test_without_ipywidgets_it_still_generates(tiny, tok, monkeypatch):
+def test_without_ipywidgets_it_still_generates(tiny_chat, tok, monkeypatch):
     monkeypatch.setattr(widgets, "has_widgets", lambda: False)
-    s = widgets.Sampler(tiny, tok, max_new_tokens=3, chat=False)
+    s = widgets.Sampler(tiny_chat, tok, max_new_tokens=3, chat=False)
     assert s.controls is None
     assert isinstance(s.run(prompt="abc"), str)
     assert "ipywidgets not installed" in repr(s)
     assert set(s._repr_mimebundle_()) == {"text/plain"}
 
 
-def test_bad_settings_are_rejected(tiny, tok):
+def test_bad_settings_are_rejected(tiny_chat, tok):
     with pytest.raises(TypeError, match="valid"):
-        widgets.Sampler(tiny, tok, temprature=0.5)
+        widgets.Sampler(tiny_chat, tok, temprature=0.5)
     with pytest.raises(ValueError, match="top_p"):
-        widgets.Sampler(tiny, tok, top_p=0.0)
-    s = widgets.Sampler(tiny, tok)
+        widgets.Sampler(tiny_chat, tok, top_p=0.0)
+    s = widgets.Sampler(tiny_chat, tok)
     with pytest.raises(ValueError, match="temperature"):
         s.run(temperature=-1.0)
