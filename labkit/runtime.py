@@ -114,3 +114,18 @@ def autocast(dev: str | None = None):
     if dev == "mps":
         return torch.autocast("mps", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def synchronize(dev: str | None = None) -> None:
+    """Wait until `dev` has finished its queued work (CUDA and MPS run asynchronously): call before
+    reading a clock. A no-op on the CPU.
+
+    >>> synchronize("cpu")
+    """
+    import torch
+
+    dev = dev or device()
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize(dev)
+    elif dev == "mps":
+        torch.mps.synchronize()

@@ -21,11 +21,14 @@ def test_manifest_lists_every_chapter_once_in_order_of_ids_and_in_one_part():
         assert c.title_zh, f"chapter {c.id} needs a Chinese title"
 
 
-def test_written_chapters_have_smoke_and_cpu_targets(root):
+def test_written_chapters_have_targets_on_every_profile(root):
     for c in bk.load_book().chapters:
         if c.status == "written":
             assert (root / c.notebook).is_file()
-            assert c.targets_for("smoke") and c.targets_for("cpu"), c.id
+            assert c.targets_for("smoke") and c.targets_for("cpu") and c.targets_for("gpu"), c.id
+            # The gpu profile is the cpu profile at full scale: its targets name metrics the cpu run records.
+            cpu = {t.metric for t in c.targets_for("cpu")}
+            assert {t.metric for t in c.targets_for("gpu")} <= cpu, c.id
             # Minutes are measured or absent ("–" in the tables): never an estimate typed in.
             assert "smoke" in c.minutes, c.id
 
@@ -56,6 +59,7 @@ def _book(**chapter):
     ({"status": "done"}, "status 'done' is not one of"),
     ({"terms": ["perplexity"]}, "terms must map English to Chinese"),
     ({"terms": {"perplexity": 1}}, "terms must map English to Chinese"),
+    ({"gpu_tiny": [20]}, "gpu_tiny must be a table of parameters"),
 ])
 def test_malformed_manifest_fails_with_a_clear_message(chapter, message):
     with pytest.raises(bk.ManifestError, match=message):

@@ -45,6 +45,23 @@ def test_chapter_passes_on_smoke(chapter, smoke_dir):
     assert json.loads((smoke_dir / "results.json").read_text())["passed"] is True
 
 
+# The gpu code path on this CPU: the gpu profile's models, options and sections at smoke sizes
+# (`labkit run --profile gpu --tiny`). Where those parameters are smoke's own (the gpu profile only
+# scales sizes up), the smoke run above already executes that path; the others run here.
+GPU_PATHS = [c for c in WRITTEN if c.tiny_params() != c.params_for("smoke")]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter", GPU_PATHS, ids=[c.name for c in GPU_PATHS])
+def test_chapter_gpu_code_path_runs_on_the_cpu(chapter, tmp_path):
+    res = runner.run([chapter.id], profile="gpu", tiny=True, device="cpu", out_dir=tmp_path, book=BOOK, echo=False)
+    (entry,) = res["chapters"]
+    assert entry["status"] == "unchecked", f"{chapter.name} on the gpu path raised: {entry['error']}"
+    assert res["device"] == "cpu" and res["tiny"] and entry["parameters"] == chapter.tiny_params()
+    # At smoke sizes it records what the smoke run's targets read.
+    assert {t.metric for t in chapter.targets_for("smoke")} <= set(entry["metrics"])
+
+
 @pytest.mark.notebook
 def test_html_book_and_report_from_the_smoke_run(smoke_dir, tmp_path):
     """After the smoke runs above: every executed chapter has its page, with all its figures, no CDN."""

@@ -241,6 +241,19 @@ def test_every_profile_of_the_real_book_passes_the_parameter_checks():
         assert len(runner.plan(book, None, profile)) == len(book.chapters)
 
 
+def test_tiny_runs_the_gpu_choices_at_smoke_sizes():
+    """`--tiny`: smoke's sizes, the gpu profile's models, options and sections, then `gpu_tiny`."""
+    book = bk.load_book()
+    plans = dict((ch.id, params) for ch, params in runner.plan(book, None, "gpu", tiny=True))
+    assert plans["08"]["ddp_backend"] == "nccl" and "run_ddp" not in plans["08"]  # smoke's switch-off is not taken
+    assert plans["08"]["n_train"] == book.chapter("08").params_for("smoke")["n_train"]
+    assert plans["06"]["n_embd"] == book.chapter("06").params_for("gpu")["n_embd"]  # the gpu model's shape
+    assert plans["06"]["clm_steps"] == book.chapter("06").params_for("smoke")["clm_steps"]
+    assert plans["13"]["bible_steps"] == book.chapter("13").gpu_tiny["bible_steps"]
+    with pytest.raises(bk.ManifestError, match="use it with --profile gpu"):
+        runner.plan(book, ["00"], "cpu", tiny=True)
+
+
 def test_version_flag(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--version"])
@@ -267,6 +280,9 @@ def test_calibrate_sweeps_seeds_and_proposes_targets_below_the_minimum(tmp_path)
     text = calibrate.format_summary(summary)
     assert '{ metric = "acc", op = ">=", value = 0.66 },  # min 0.7 / max 0.74' in text
     assert (tmp_path / "cal" / "calibrate.json").is_file()
+    # results.json records the seed of each run: the one given, else the notebook's default.
+    assert json.loads((tmp_path / "cal" / "seed2" / "results.json").read_text())["chapters"][0]["seed"] == 2
+    assert runner.run(["00"], profile="smoke", out_dir=tmp_path / "plain", book=book, echo=False)["chapters"][0]["seed"] == 0
 
 
 def test_a_chapter_without_targets_on_the_profile_is_unchecked_not_passed(tiny, tmp_path):

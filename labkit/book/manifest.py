@@ -61,6 +61,7 @@ class Chapter:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
     terms: dict[str, str] = field(default_factory=dict)  # key terms, English -> Chinese
+    gpu_tiny: dict[str, Any] = field(default_factory=dict)  # gpu sizes shrunk for a CPU (see tiny_params)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,32 @@ class Chapter:
 
     def params_for(self, profile: str) -> dict[str, Any]:
         return dict(self.params.get(profile, {}))
+
+    def tiny_params(self) -> dict[str, Any]:
+        """The gpu profile's choices at the smoke profile's sizes: its code path, run on a CPU in about a smoke run's time.
+
+        Smoke's sizes (numbers and lists of numbers), then every gpu parameter that is not a size smoke
+        also sets (model names, backends, beam counts, flags, sizes smoke leaves at the notebook's
+        default), then `gpu_tiny`: gpu sizes shrunk for a CPU. Smoke's switches (a section turned off
+        with `False`) do not apply: the gpu profile runs those sections. `labkit run --profile gpu --tiny`.
+
+        >>> Chapter("9", "s", "t", "n.ipynb", params={"smoke": {"steps": 2, "run_ddp": False},
+        ...         "gpu": {"steps": 900, "backend": "nccl", "width": 512}}, gpu_tiny={"width": 8}).tiny_params()
+        {'steps': 2, 'backend': 'nccl', 'width': 8}
+        """
+        smoke, gpu = self.params_for("smoke"), self.params_for("gpu")
+        sizes = {k: v for k, v in smoke.items() if _is_size(v)}
+        choices = {k: v for k, v in gpu.items() if k not in sizes}
+        return {**sizes, **choices, **self.gpu_tiny}
+
+
+def _is_size(value: Any) -> bool:
+    """A number, or a list or table of sizes (booleans are switches, strings are choices)."""
+    if isinstance(value, list):
+        return all(_is_size(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_size(v) for v in value.values())
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -172,6 +199,9 @@ def parse_book(data: dict[str, Any], root: Path) -> Book:
                                     f"profiles are {', '.join(profiles)}")
         targets = {p: tuple(_parse_target(t, f"{where} targets.{p}") for t in ts)
                    for p, ts in (raw.get("targets") or {}).items()}
+        gpu_tiny = raw.get("gpu_tiny") or {}
+        if not isinstance(gpu_tiny, dict):
+            raise ManifestError(f"{where}: gpu_tiny must be a table of parameters, e.g. gpu_tiny = {{ steps = 20 }}")
         terms = raw.get("terms") or {}
         if not isinstance(terms, dict) or not all(isinstance(v, str) for v in terms.values()):
             raise ManifestError(f'{where}: terms must map English to Chinese, e.g. terms = {{ perplexity = "困惑度" }}')
@@ -180,7 +210,7 @@ def parse_book(data: dict[str, Any], root: Path) -> Book:
             status=status, title_zh=raw.get("title_zh", ""), seeds=tuple(raw.get("seeds", ())),
             minutes={k: float(v) for k, v in (raw.get("minutes") or {}).items()},
             params={k: dict(v) for k, v in (raw.get("params") or {}).items()}, targets=targets,
-            terms=dict(terms)))
+            terms=dict(terms), gpu_tiny=dict(gpu_tiny)))
     return Book(root=root, title=meta["title"], version=str(meta["version"]), profiles=profiles,
                 chapters=tuple(chapters), title_zh=meta.get("title_zh", ""),
                 parts=_parse_parts(data.get("parts"), chapters), speed_reference=meta.get("speed_reference"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest as bk
-from .. import runtime  # noqa: F401 - the device and hub rules live there
+from .. import runtime  # the device and hub rules live there
 from . import session
 from .progress import ENGINE, ProgressEngine, Reporter, expected_minutes, speed_score
 
@@ -107,16 +107,34 @@ def check_type(chapter: str, name: str, value: Any, default_src: str) -> None:
                                f"got {got.split(',')[0]}")
 
 
+def effective_seed(notebook: Path, params: dict[str, Any]) -> Any:
+    """The seed a run used (results.json records it): the one given, else the notebook's default."""
+    import ast
+
+    if "seed" in params:
+        return params["seed"]
+    default = notebook_parameters(notebook).get("seed")
+    try:
+        return ast.literal_eval(default) if default is not None else None
+    except (ValueError, SyntaxError):
+        return None
+
+
 def plan(book: bk.Book, chapters: list[str] | None, profile: str,
          overrides: dict[str, Any] | None = None,
-         chapter_overrides: dict[str, dict[str, Any]] | None = None) -> list[tuple[bk.Chapter, dict[str, Any]]]:
+         chapter_overrides: dict[str, dict[str, Any]] | None = None,
+         tiny: bool = False) -> list[tuple[bk.Chapter, dict[str, Any]]]:
     """Resolve chapters and the parameters each one gets; every name is checked before anything runs.
 
-    Precedence, lowest first: the notebook's defaults, `params.<profile>` in book.toml,
-    `overrides` (given to every selected chapter that has the parameter), `chapter_overrides`
-    (one chapter's parameters, keyed by chapter id or slug).
+    Precedence, lowest first: the notebook's defaults, `params.<profile>` in book.toml (with `tiny`:
+    the gpu profile's choices at smoke sizes, `Chapter.tiny_params`), `overrides` (given to every
+    selected chapter that has the parameter), `chapter_overrides` (one chapter's parameters, keyed by
+    chapter id or slug).
     """
     book.profile(profile)
+    if tiny and profile != "gpu":
+        raise bk.ManifestError(f"--tiny runs the gpu profile's code path at smoke sizes; use it with --profile gpu, "
+                               f"not {profile}")
     selected = [book.chapter(c) for c in chapters] if chapters else list(book.chapters)
     overrides = overrides or {}
     per_chapter: dict[str, dict[str, Any]] = {}
@@ -138,16 +156,18 @@ def plan(book: bk.Book, chapters: list[str] | None, profile: str,
             raise bk.ManifestError(f"chapter {ch.id}: notebook {ch.notebook} is missing but status is 'written'")
         valid = notebook_parameters(nb)
         known[ch.id] = valid
-        bad = sorted(set(ch.params_for(profile)) - set(valid))
+        base = ch.tiny_params() if tiny else ch.params_for(profile)
+        bad = sorted(set(base) - set(valid))
         if bad:
-            raise bk.ManifestError(f"book.toml, chapter {ch.id}, params.{profile}: unknown parameter(s) "
+            where = "params.smoke, params.gpu or gpu_tiny" if tiny else f"params.{profile}"
+            raise bk.ManifestError(f"book.toml, chapter {ch.id}, {where}: unknown parameter(s) "
                                    f"{', '.join(bad)}; valid parameters: {', '.join(valid) or '(none)'}")
         bad = sorted(set(per_chapter.get(ch.id, {})) - set(valid))
         if bad:
             raise bk.ManifestError(f"chapter {ch.id} ({ch.slug}) has no parameter(s) {', '.join(bad)}; "
                                    f"valid parameters: {', '.join(valid) or '(none)'}")
         unused -= set(valid)
-        params = {**ch.params_for(profile), **{k: v for k, v in overrides.items() if k in valid},
+        params = {**base, **{k: v for k, v in overrides.items() if k in valid},
                   **per_chapter.get(ch.id, {})}
         for name, value in params.items():
             check_type(ch.id, name, value, valid[name])
@@ -226,16 +246,18 @@ def kernel_name() -> str:
 
 def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: str,
                 out_dir: Path, progress: bool = False, device: str | None = None,
-                threads: int | None = None, reporter: Reporter | None = None) -> dict[str, Any]:
+                threads: int | None = None, reporter: Reporter | None = None, tiny: bool = False) -> dict[str, Any]:
     """Execute one chapter; return its entry of results.json (never raises for a notebook error).
 
-    With a `reporter`, each cell start is reported (cell i of N, elapsed, expected minutes).
+    With a `reporter`, each cell start is reported (cell i of N, elapsed, expected minutes). A `tiny`
+    run (the gpu code path at smoke sizes) checks no targets: the profile's targets are for its sizes.
     """
     entry: dict[str, Any] = {"id": ch.id, "slug": ch.slug, "notebook": ch.notebook, "seconds": 0.0,
                              "status": "planned", "passed": False, "metrics": {}, "targets": [],
                              "error": None, "parameters": params}
     if ch.status == "planned":
         return entry
+    entry["seed"] = effective_seed(book.root / ch.notebook, params)
     import papermill as pm
 
     out_nb = out_dir / f"{ch.name}.ipynb"
@@ -265,7 +287,7 @@ def run_chapter(book: bk.Book, ch: bk.Chapter, params: dict[str, Any], profile: 
                 os.environ[k] = v
     if metrics_file.exists():
         entry["metrics"] = json.loads(metrics_file.read_text())
-    entry["targets"] = bk.evaluate_targets(ch.targets_for(profile), entry["metrics"])
+    entry["targets"] = [] if tiny else bk.evaluate_targets(ch.targets_for(profile), entry["metrics"])
     if entry["status"] == "ok" and not entry["targets"]:
         entry["status"] = "unchecked"  # ran, but nothing on this profile says whether it worked
     elif entry["status"] == "ok":
@@ -294,25 +316,29 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
         overrides: dict[str, Any] | None = None, out_dir: str | Path | None = None,
         book: bk.Book | None = None, echo: bool = True,
         chapter_overrides: dict[str, dict[str, Any]] | None = None, device: str | None = None,
-        threads: int | None = None) -> dict[str, Any]:
+        threads: int | None = None, tiny: bool = False) -> dict[str, Any]:
     """Run chapters on a profile; write executed notebooks and results.json under `out_dir`.
 
-    `device` and `threads` override the profile's (see `session.profile_environment`).
+    `device` and `threads` override the profile's (see `session.profile_environment`). `tiny` runs the
+    gpu profile's code path at smoke sizes (`Chapter.tiny_params`; default folder runs/gpu-tiny) on the
+    device at hand unless `device` names one.
 
     >>> res = run(["00"], profile="smoke", out_dir="runs/smoke")   # doctest: +SKIP
     >>> res["passed"]  # doctest: +SKIP
     True
     """
     book = book or bk.load_book()
-    todo = plan(book, chapters, profile, overrides, chapter_overrides)
-    out = Path(out_dir or book.root / "runs" / profile)
+    todo = plan(book, chapters, profile, overrides, chapter_overrides, tiny=tiny)
+    if tiny and not device and not os.environ.get(runtime.ENV_DEVICE):
+        device = "auto"  # a tiny run checks the gpu path on whatever machine it is on
+    out = Path(out_dir or book.root / "runs" / (f"{profile}-tiny" if tiny else profile))
     out.mkdir(parents=True, exist_ok=True)
     kernel_env = session.profile_environment(book.profile(profile), device=device, threads=threads)
     machine = session.machine()
     reference, expect = book.speed_reference, {}
     if echo:  # a few seconds that turn book.toml's minutes into this machine's
         machine["speed_score"] = round(speed_score(), 1)
-        expect = {ch.id: expected_minutes(ch.minutes.get(profile), reference, machine["speed_score"])
+        expect = {ch.id: expected_minutes(ch.minutes.get("smoke" if tiny else profile), reference, machine["speed_score"])
                   for ch, _ in todo if ch.status != "planned"}
         known = [m for m in expect.values() if m]
         factor = reference / machine["speed_score"] if reference else 1.0
@@ -321,7 +347,7 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
         print(f"{len(expect)} chapter(s) on the {profile} profile: about {sum(known):.0f} min on this machine ({how})"
               + (f"; {len(expect) - len(known)} chapter(s) not timed yet" if len(known) < len(expect) else ""),
               flush=True)
-    results: dict[str, Any] = {"profile": profile, "passed": False, "machine": machine,
+    results: dict[str, Any] = {"profile": profile, "tiny": tiny, "passed": False, "out": str(out), "machine": machine,
                                "device": kernel_env["LABKIT_DEVICE"], "threads": int(kernel_env[session.ENV_THREADS]),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "chapters": []}
     for ch, params in todo:
@@ -330,7 +356,7 @@ def run(chapters: list[str] | None = None, profile: str = bk.DEFAULT_PROFILE,
             print(f"-> {ch.name} [{profile}] {shown}", flush=True)
         reporter = Reporter(f"{ch.name} [{profile}]", expect.get(ch.id)) if echo and ch.status != "planned" else None
         results["chapters"].append(run_chapter(book, ch, params, profile, out, device=device, threads=threads,
-                                               reporter=reporter))
+                                               reporter=reporter, tiny=tiny))
         (out / "results.json").write_text(json.dumps(results, indent=1))
     ran = [c for c in results["chapters"] if c["status"] != "planned"]
     results["passed"] = bool(ran) and all(c["passed"] for c in ran)
@@ -357,5 +383,10 @@ def format_table(results: dict[str, Any]) -> str:
     n_ok = sum(c["passed"] for c in results["chapters"])
     n_run = sum(c["status"] != "planned" for c in results["chapters"])
     n_planned = len(results["chapters"]) - n_run
+    if results.get("tiny"):  # a code-path check: nothing is passed, a chapter either ran or raised
+        n_clean = sum(c["status"] == "unchecked" for c in results["chapters"])
+        lines.append(f"{n_clean}/{n_run} chapters ran the gpu code path at smoke sizes without an error "
+                     f"(a tiny run checks no targets) -> {'OK' if n_clean == n_run else 'FAIL'}")
+        return "\n".join(lines)
     lines.append(f"{n_ok}/{n_run} chapters passed, {n_planned} planned -> {'PASS' if results['passed'] else 'FAIL'}")
     return "\n".join(lines)

@@ -193,7 +193,9 @@ class RecurrentLM(nn.Module):
         out = [idx]
         for _ in range(n):
             probs = torch.softmax(logits[:, -1] / temperature, dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator)
+            # A torch.Generator samples on its own device (a CPU generator for a model on a GPU).
+            on = generator.device if generator is not None else probs.device
+            nxt = torch.multinomial(probs.to(on), 1, generator=generator).to(probs.device)
             out.append(nxt)
             logits, state = self(nxt, state)
         return torch.cat(out, dim=1)
