@@ -247,9 +247,10 @@ def test_tiny_runs_the_gpu_choices_at_smoke_sizes():
     plans = dict((ch.id, params) for ch, params in runner.plan(book, None, "gpu", tiny=True))
     assert plans["08"]["ddp_backend"] == "nccl" and "run_ddp" not in plans["08"]  # smoke's switch-off is not taken
     assert plans["08"]["n_train"] == book.chapter("08").params_for("smoke")["n_train"]
-    assert plans["06"]["n_embd"] == book.chapter("06").params_for("gpu")["n_embd"]  # the gpu model's shape
-    assert plans["06"]["clm_steps"] == book.chapter("06").params_for("smoke")["clm_steps"]
-    assert plans["13"]["bible_steps"] == book.chapter("13").gpu_tiny["bible_steps"]
+    assert plans["10"]["num_beams"] == book.chapter("10").gpu_tiny["num_beams"]  # a number that picks a path
+    assert "n_embd" not in plans["06"]  # a size only the gpu profile sets: the notebook's default
+    assert plans["06"] == book.chapter("06").params_for("smoke")  # so chapter 06's gpu path is its smoke path
+    assert plans["13"]["bible_steps"] == book.chapter("13").gpu_tiny["bible_steps"] and "use_bible" not in plans["13"]
     with pytest.raises(bk.ManifestError, match="use it with --profile gpu"):
         runner.plan(book, ["00"], "cpu", tiny=True)
 

@@ -76,18 +76,18 @@ class Chapter:
     def tiny_params(self) -> dict[str, Any]:
         """The gpu profile's choices at the smoke profile's sizes: its code path, run on a CPU in about a smoke run's time.
 
-        Smoke's sizes (numbers and lists of numbers), then every gpu parameter that is not a size smoke
-        also sets (model names, backends, beam counts, flags, sizes smoke leaves at the notebook's
-        default), then `gpu_tiny`: gpu sizes shrunk for a CPU. Smoke's switches (a section turned off
-        with `False`) do not apply: the gpu profile runs those sections. `labkit run --profile gpu --tiny`.
+        Smoke's sizes (numbers, lists of numbers), then the gpu profile's choices (model names, backends,
+        flags: every value that is not a size), then `gpu_tiny`: numbers that choose a code path (beam
+        search, one process per GPU) and sizes for sections smoke never runs. Smoke's switches (a
+        section turned off with `False`) do not apply: the gpu profile runs those sections. Sizes
+        that only the gpu profile sets stay at the notebook's default. `labkit run --profile gpu --tiny`.
 
         >>> Chapter("9", "s", "t", "n.ipynb", params={"smoke": {"steps": 2, "run_ddp": False},
-        ...         "gpu": {"steps": 900, "backend": "nccl", "width": 512}}, gpu_tiny={"width": 8}).tiny_params()
-        {'steps': 2, 'backend': 'nccl', 'width': 8}
+        ...         "gpu": {"steps": 900, "backend": "nccl", "width": 512}}, gpu_tiny={"beams": 4}).tiny_params()
+        {'steps': 2, 'backend': 'nccl', 'beams': 4}
         """
-        smoke, gpu = self.params_for("smoke"), self.params_for("gpu")
-        sizes = {k: v for k, v in smoke.items() if _is_size(v)}
-        choices = {k: v for k, v in gpu.items() if k not in sizes}
+        sizes = {k: v for k, v in self.params_for("smoke").items() if _is_size(v)}
+        choices = {k: v for k, v in self.params_for("gpu").items() if not _is_size(v)}
         return {**sizes, **choices, **self.gpu_tiny}
 
 
