@@ -251,3 +251,21 @@ def test_noise_table_matches_the_distribution():
     np.testing.assert_allclose(np.bincount(table.numpy(), minlength=5) / 100_000, p, atol=1e-5)
     with pytest.raises(ValueError, match="probability vector"):
         E.noise_table(np.array([0.5, 0.6]))
+
+
+def test_validation_half_is_a_fixed_disjoint_split_of_word_pairs():
+    from labkit import data
+
+    ds = data.load("simlex999")
+    m = E.validation_half(ds["word1"], ds["word2"])
+    assert m.dtype == bool and len(m) == len(ds["word1"]) == 999
+    assert 0.4 < m.mean() < 0.6  # about half each way
+    np.testing.assert_array_equal(m, E.validation_half(ds["word1"], ds["word2"]))  # the same every call
+    key = lambda a, b: tuple(sorted((a.lower(), b.lower())))  # noqa: E731
+    val = {key(a, b) for a, b, v in zip(ds["word1"], ds["word2"], m) if v}
+    test = {key(a, b) for a, b, v in zip(ds["word1"], ds["word2"], m) if not v}
+    assert val and test and not val & test
+    # a pair in either order, in any case, lands in the same half
+    assert E.validation_half(["Car", "automobile"], ["automobile", "car"]).tolist() == [True, True]
+    with pytest.raises(ValueError, match="same length"):
+        E.validation_half(["a"], [])

@@ -12,7 +12,7 @@ One idea per module:
   co-occurrence matrix and its weighted least-squares factorisation;
 - `vectors`: `WordVectors`, `evaluate_similarity`, `evaluate_analogies`: cosine neighbours,
   Spearman correlation with human scores, 3CosAdd analogies (the same numbers as gensim's
-  evaluators);
+  evaluators); `validation_half`: the fixed validation/test split of a word-pair benchmark;
 - `training`: `TrainResult`, what both trainers return.
 
 Everything is importable from `labkit.embeddings` itself, as before the split.
@@ -20,11 +20,11 @@ Everything is importable from `labkit.embeddings` itself, as before the split.
 from .glove import GloVe, cooccurrence, glove_weight, train_glove
 from .skipgram import SkipGramNS, skipgram_pairs, train_sgns
 from .training import TrainResult
-from .vectors import WordVectors, evaluate_analogies, evaluate_similarity
+from .vectors import WordVectors, evaluate_analogies, evaluate_similarity, validation_half
 from .vocab import Vocab, keep_probabilities, noise_distribution, noise_table
 
 __all__ = [
     "Vocab", "keep_probabilities", "noise_distribution", "noise_table", "skipgram_pairs", "SkipGramNS",
     "TrainResult", "train_sgns", "cooccurrence", "glove_weight", "GloVe", "train_glove", "WordVectors",
-    "evaluate_similarity", "evaluate_analogies",
+    "evaluate_similarity", "evaluate_analogies", "validation_half",
 ]

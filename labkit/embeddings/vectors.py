@@ -1,9 +1,11 @@
 """Word vectors and their evaluation: `WordVectors` (cosine neighbours), `evaluate_similarity`
 (Spearman correlation with human scores) and `evaluate_analogies` (3CosAdd), the same numbers as
-gensim's evaluators.
+gensim's evaluators; `validation_half`, the fixed split of a word-pair benchmark into a half for
+choices and a half for the reported score.
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -67,6 +69,23 @@ class WordVectors:
                 sims[self.index[w]] = -np.inf
         best = np.argsort(-sims)[:topn]
         return [(self.words[k], round(float(sims[k]), 4)) for k in best]
+
+
+def validation_half(word1: Sequence[str], word2: Sequence[str]) -> np.ndarray:
+    """Which pairs of a word-similarity benchmark belong to its validation half (True) or its test half.
+
+    A fixed rule on the words alone: a pair is in the validation half when the CRC-32 of its two
+    lower-cased words, sorted and joined by a space, is even. The split is the same in every run
+    and for every model, and a pair listed twice (in either order) never sits in both halves.
+    Choose settings on the validation half; report the test half once.
+
+    >>> validation_half(["Tiger", "cat", "car"], ["cat", "tiger", "automobile"]).tolist()
+    [False, False, True]
+    """
+    if len(word1) != len(word2):
+        raise ValueError(f"word1 and word2 must have the same length, got {len(word1)} and {len(word2)}")
+    keys = (" ".join(sorted((str(a).lower(), str(b).lower()))) for a, b in zip(word1, word2))
+    return np.array([zlib.crc32(k.encode("utf-8")) % 2 == 0 for k in keys], dtype=bool)
 
 
 def evaluate_similarity(wv: WordVectors, word1: Sequence[str], word2: Sequence[str],
