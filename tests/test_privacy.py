@@ -132,6 +132,25 @@ def test_normalize_and_attack():
     assert not flipped
 
 
+def test_heldout_edits_are_not_undone_by_the_defence():
+    text = "质量很好ok"
+    seen, held = privacy.char_edits(text), privacy.heldout_char_edits(text)
+    # 5 gaps x (zero-width, space) + 2 full-width letters; 5 gaps x (direction mark, middle dot)
+    assert len(seen) == 12 and len(held) == 10
+    assert all(privacy.normalize_text(t) == text for t in seen)      # the defence undoes every seen edit ...
+    assert not any(privacy.normalize_text(t) == text for t in held)  # ... and none of the held-out ones
+    assert "质\u200e量很好ok" in held and "质·量很好ok" in held
+
+    def proba(texts):  # class 1 unless the bigram "ol" is broken, as any inserted character breaks it
+        p = np.array([0.9 if "ol" in t else 0.2 for t in texts])
+        return np.c_[1 - p, p]
+
+    defended = lambda ts_: proba([privacy.normalize_text(t) for t in ts_])  # noqa: E731
+    assert not privacy.greedy_char_attack(defended, "gold", 1, 2, edits=privacy.char_edits)[1]
+    _, flipped, n = privacy.greedy_char_attack(defended, "gold", 1, 2, edits=privacy.heldout_char_edits)
+    assert flipped and n == 1
+
+
 def test_manifest_and_encryption(tmp_path):
     from cryptography.fernet import Fernet, InvalidToken
 

@@ -71,3 +71,13 @@ def test_no_result_is_typed_into_a_notebook(path):
     flagged = stated_numbers(json.loads(path.read_text(encoding="utf-8")))
     assert not flagged, ("numbers in markdown that are neither settings, citations nor generated "
                          f"(render them from the run, or cite them): {flagged[:5]}")
+
+
+@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).resolve().parent.parent
+                                        .joinpath("notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_introduction_takes_its_minutes_from_book_toml(path):
+    """A chapter's time is measured into book.toml and printed by `labkit.setup`; typed into the
+    introduction it goes stale (it did: "about 3 minutes" where the machine took 7)."""
+    intro = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+    typed = re.findall(r"\b\d+(?:\.\d+)?\s*(?:(?:to|-|–)\s*\d+\s*)?min(?:ute)?s?\b", intro)
+    assert not typed, f"{path.name}: minutes typed into the introduction {typed}; point at the setup cell instead"

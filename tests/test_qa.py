@@ -191,6 +191,53 @@ def test_load_questions_jsonl_reports_line_numbers(tmp_path):
         qa.load_questions_jsonl(tmp_path / "missing.jsonl")
 
 
+def test_every_profile_of_chapter_11_gets_a_validation_set():
+    """The gpu profile once trained on the whole training split and left the validation set empty."""
+    import json
+    import random
+
+    from labkit import book
+
+    b = book.load_book()
+    ch = b.chapter("11")
+    cells = json.loads((b.root / ch.notebook).read_text(encoding="utf-8"))["cells"]
+    defaults: dict = {}
+    exec("".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]), {}, defaults)
+    train = qa.build_qa_dataset(test_fraction=defaults["test_fraction"], seed=0)["train"]
+    for profile in ("smoke", "cpu", "gpu"):
+        p = {**defaults, **ch.params_for(profile)}
+        val, pool = qa.hold_out_countries(train, p["n_val_pipeline"], random.Random(0))
+        assert len(val) == p["n_val_pipeline"] > 0 and pool, profile
+        assert not {q["title"] for q in val} & {q["title"] for q in pool}
+    for bad in (0, len(train)):
+        with pytest.raises(ValueError, match="n_val_pipeline"):
+            qa.hold_out_countries(train, bad, random.Random(0))
+
+
+def test_own_questions_are_apart_from_the_data_set_and_answerable():
+    """data/qa_own_questions.jsonl (chapter 11's eval_jsonl): enough questions to measure, in a reader's own
+    words (no template of the data set, train or test), each gold answer written in its country's passage."""
+    import re
+    from pathlib import Path
+
+    own = qa.load_questions_jsonl(Path(__file__).resolve().parents[1] / "data" / "qa_own_questions.jsonl")
+    assert len(own) >= 40 and len({q["question"] for q in own}) == len(own)
+    names = sorted({f["name"] for f in qa.country_facts()}, key=len, reverse=True)
+
+    def template(q):
+        for n in names:
+            q = q.replace(n, "{c}")
+        return " ".join(re.sub(r"[^\w{}\s]", " ", q.lower()).split())
+
+    templates = {template(t) for spec in qa.RELATIONS.values() for t in spec["templates"]}
+    assert not [q["question"] for q in own if template(q["question"]) in templates]
+    passages = {p["title"]: p["text"] for p in qa.countries_corpus(wikipedia=False)}
+    for q in own:
+        country = next((n for n in names if n in q["question"]), None)
+        if country:  # a question that names the people instead of the country has no name to look up
+            assert any(a in passages[country] for a in q["answers"]), q
+
+
 def test_pipeline_rank_penalty_weighs_the_retriever(monkeypatch):
     class Ranked:  # always returns passages 2, 0, 1 in that order
         def search(self, query, k=5):

@@ -9,7 +9,8 @@ pieces, one idea per module:
   `PositionBatchedGPT` (labkit's GPT made ready for opacus);
 - `pii`: PII redaction, `luhn_valid`, `cn_id_valid`, `find_pii`, `redact`, `span_scores`;
 - `homomorphic`: homomorphic encryption, `ckks_context`, `encrypted_linear` (TenSEAL CKKS);
-- `adversarial`: attacks on a deployed model, `greedy_char_attack`, `normalize_text`;
+- `adversarial`: attacks on a deployed model, `greedy_char_attack`, `char_edits` and the held-out
+  `heldout_char_edits`; the defence `normalize_text`;
 - `integrity`: model integrity, `sha256_file`, `write_manifest`, `verify_manifest`,
   `encrypt_file`, `decrypt_file`;
 - `access`: `ModelAPI`, an access-control, rate-limit and audit wrapper.
@@ -20,7 +21,7 @@ Everything is importable from `labkit.privacy` itself, as before the split.
     (True, True)
 """
 from .access import AccessDenied, ModelAPI, RateLimited
-from .adversarial import greedy_char_attack, normalize_text
+from .adversarial import char_edits, greedy_char_attack, heldout_char_edits, normalize_text
 from .canaries import PositionBatchedGPT, digit_canary_logprobs, exposure
 from .dp_sgd import clip_and_noise, dp_sgd_step, per_sample_grads
 from .homomorphic import ckks_context, encrypted_linear
@@ -32,6 +33,6 @@ __all__ = [
     "per_sample_grads", "clip_and_noise", "dp_sgd_step", "roc_auc", "loss_threshold_attack",
     "PositionBatchedGPT", "digit_canary_logprobs", "exposure", "luhn_valid", "cn_id_valid",
     "PiiSpan", "find_pii", "redact", "span_scores", "ckks_context", "encrypted_linear",
-    "normalize_text", "greedy_char_attack", "sha256_file", "write_manifest", "verify_manifest",
+    "normalize_text", "char_edits", "heldout_char_edits", "greedy_char_attack", "sha256_file", "write_manifest", "verify_manifest",
     "encrypt_file", "decrypt_file", "AccessDenied", "RateLimited", "ModelAPI", "PII_TYPES",
 ]

@@ -1,5 +1,6 @@
-"""Attacks on a deployed classifier with adversarial text: `greedy_char_attack`, and the defence
-`normalize_text`.
+"""Attacks on a deployed classifier with adversarial text: `greedy_char_attack` with the edits it
+was built against (`char_edits`) and edits of other kinds held out from the defence's design
+(`heldout_char_edits`); the defence `normalize_text`, written against the first kind.
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ def normalize_text(text: str, drop_spaces: bool = True) -> str:
     return re.sub(r"\s+", "", text) if drop_spaces else text
 
 
-def _char_edits(text: str) -> list[str]:
-    """Every single-edit variant: an invisible character or a space after a position, full-width ASCII."""
+def char_edits(text: str) -> list[str]:
+    """Every single-edit variant: an invisible character or a space after a position, full-width ASCII.
+
+    >>> len(char_edits("ab!"))  # 2 positions x 2 insertions + 3 full-width swaps
+    7
+    """
     out = []
     for i in range(1, len(text)):
         out.append(text[:i] + "\u200b" + text[i:])
@@ -35,8 +40,21 @@ def _char_edits(text: str) -> list[str]:
     return out
 
 
+_HELDOUT_INSERTS = ("\u200e", "\u00b7")  # a left-to-right mark (invisible) and a middle dot
+
+
+def heldout_char_edits(text: str) -> list[str]:
+    """Edits of kinds `normalize_text` was not written for: a left-to-right mark (invisible, but not on
+    its list) or a middle dot after a position. Insertions only, so the text still reads the same.
+
+    >>> heldout_char_edits("ab")
+    ['a\u200eb', 'a·b']
+    """
+    return [text[:i] + c + text[i:] for i in range(1, len(text)) for c in _HELDOUT_INSERTS]
+
+
 def greedy_char_attack(predict_proba: Callable[[list[str]], np.ndarray], text: str, label: int,
-                       max_edits: int = 5, edits: Callable[[str], list[str]] = _char_edits) -> tuple[str, bool, int]:
+                       max_edits: int = 5, edits: Callable[[str], list[str]] = char_edits) -> tuple[str, bool, int]:
     """Black-box greedy attack: apply, one at a time, the edit that most lowers p(true label).
 
     Returns (adversarial text, whether the prediction flipped, number of edits used).

@@ -4,7 +4,8 @@ The three stages of a QA system (chapter 11): understand the question, retrieve 
 extract a span with a fine-tuned span model or generate an answer from the retrieved text.
 One module per idea:
 - `corpus`: one passage per country written from the bundled facts, plus Wikipedia leads;
-- `dataset`: a SQuAD-format data set whose train and test share no country and no template;
+- `dataset`: a SQuAD-format data set whose train and test share no country and no template, and
+  `hold_out_countries`, the validation set carved out of the training split by whole countries;
 - `metrics`: `normalize_answer`, `exact_match`, `f1_score` (the official SQuAD v1.1/v2.0 script),
   `answer_in` and `groundedness` for free-form answers;
 - `retrieval`: `BM25`, `DenseRetriever`, `HybridRetriever` (reciprocal-rank fusion), `recall_at_k`, `mrr`;
@@ -15,7 +16,7 @@ One module per idea:
 Everything is re-exported here: `from labkit import qa; qa.BM25(...)`.
 """
 from .corpus import country_facts, country_passage, _wiki_clean, wikipedia_passages, countries_corpus
-from .dataset import RELATIONS, N_TRAIN_TEMPLATES, build_qa_dataset
+from .dataset import RELATIONS, N_TRAIN_TEMPLATES, build_qa_dataset, hold_out_countries
 from .metrics import normalize_answer, exact_match, f1_score, answer_in, groundedness
 from .retrieval import tokenize, BM25, DenseRetriever, HybridRetriever, recall_at_k, mrr
 from .generation import CLOSED_BOOK_PROMPT, RAG_PROMPT, closed_book_answer, rag_prompt, rag_answer
@@ -25,7 +26,7 @@ from .pipeline import QAPipeline, load_questions_jsonl, evaluate_pipeline, qa_wi
 
 __all__ = [
     "country_facts", "country_passage", "wikipedia_passages", "countries_corpus", "RELATIONS",
-    "N_TRAIN_TEMPLATES", "build_qa_dataset", "normalize_answer", "exact_match", "f1_score", "answer_in",
+    "N_TRAIN_TEMPLATES", "build_qa_dataset", "hold_out_countries", "normalize_answer", "exact_match", "f1_score", "answer_in",
     "groundedness", "tokenize", "BM25", "DenseRetriever", "HybridRetriever", "recall_at_k", "mrr",
     "CLOSED_BOOK_PROMPT", "RAG_PROMPT", "closed_book_answer", "rag_prompt", "rag_answer", "span_features",
     "best_spans", "predict_spans", "train_reader", "QAPipeline", "load_questions_jsonl",

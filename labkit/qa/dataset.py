@@ -1,6 +1,7 @@
 """A SQuAD-format data set with disjoint question templates and countries for train and test."""
 from __future__ import annotations
 
+import collections
 import random
 from typing import Any, Sequence
 
@@ -89,3 +90,35 @@ def build_qa_dataset(test_fraction: float = 0.3, seed: int = 0,
                     "answers": {"text": [ans], "answer_start": [start]},
                     "relation": rel, "template": t, "passage_id": f"country:{f['name']}"})
     return out
+
+
+def hold_out_countries(rows: Sequence[dict[str, Any]], n: int,
+                       rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Carve a validation set of `n` questions out of `rows` by whole countries, before anything trains.
+
+    Countries are shuffled with `rng` and set aside until they hold `n` questions; the rest of the
+    countries are returned as the training pool, so validation and training share no country. Raises
+    a ValueError when `n` < 1 or when `rows` cannot give `n` questions and still leave a training country
+    (a silently empty validation set would make every choice fall back to its default). Taught in chapter 11.
+
+    >>> rows = [{"title": c, "question": f"{c} {i}"} for c in "ABCD" for i in range(3)]
+    >>> val, pool = hold_out_countries(rows, 4, random.Random(0))
+    >>> len(val), len(pool), {q["title"] for q in val} & {q["title"] for q in pool}
+    (4, 6, set())
+    """
+    if n < 1:
+        raise ValueError(f"n_val_pipeline={n}: the pipeline's choices need at least 1 validation question")
+    by_country: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for q in rows:
+        by_country[q["title"]].append(q)
+    countries = sorted(by_country)
+    rng.shuffle(countries)
+    val: list[dict[str, Any]] = []
+    pool: list[dict[str, Any]] = []
+    for c in countries:
+        (val if len(val) < n else pool).extend(by_country[c])
+    if len(val) < n or not pool:
+        raise ValueError(f"n_val_pipeline={n}: the training split ({len(rows)} questions, {len(countries)} countries) "
+                         "cannot give that many validation questions and still leave training countries; "
+                         "lower n_val_pipeline")
+    return val[:n], pool
