@@ -48,6 +48,7 @@ def digit_canary_logprobs(model: nn.Module, prefix_ids: Sequence[int], digit_ids
         raise ValueError(f"n_digits must be in 1..7 (10**n candidates are scored); got {n_digits}")
     was_training = model.training
     model.eval()
+    dev = next(model.parameters()).device  # the ids go where the model is; the scores come back to the CPU
     digits = torch.tensor(list(digit_ids))
     prefix = torch.tensor(list(prefix_ids))
     m = n_digits - 1
@@ -58,7 +59,7 @@ def digit_canary_logprobs(model: nn.Module, prefix_ids: Sequence[int], digit_ids
     for s in range(0, 10 ** m, batch_size):
         hd = head_digits[s:s + batch_size]
         idx = torch.cat([prefix.expand(len(hd), -1), digits[hd]], 1)
-        logp = F.log_softmax(model(idx)[0].float(), dim=-1)
+        logp = F.log_softmax(model(idx.to(dev))[0].float(), dim=-1).cpu()
         p0 = len(prefix) - 1  # the logits at position i predict token i + 1
         lp_head = torch.zeros(len(hd))
         for j in range(m):
