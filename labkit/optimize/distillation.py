@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -107,12 +107,15 @@ def augment(texts: Sequence[str], n_per_text: int = 4, p_mask: float = 0.1, p_dr
 def train_student(student: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int] | None = None,
                   teacher_logits: torch.Tensor | None = None, temperature: float = 4.0, alpha: float = 1.0,
                   epochs: int = 10, lr: float = 1e-3, batch_size: int = 32, max_length: int = 64,
-                  seed: int = 0, progress: bool = True) -> list[float]:
+                  seed: int = 0, progress: bool = True,
+                  on_epoch: Callable[[int, nn.Module], None] | None = None) -> list[float]:
     """Train `student` on hard labels (teacher_logits None) or on the teacher's soft labels.
 
     Both use the same loop, data order and optimizer, so the only difference is the target.
     With teacher_logits, `labels` may hold -1 for unlabelled texts (a transfer set): those rows
-    get the soft-label loss only.
+    get the soft-label loss only. `on_epoch(epoch, student)` runs after every epoch with the student
+    in eval mode (score it on a validation split to choose the number of epochs); its time is not
+    training time.
 
     >>> losses = train_student(student, tok, texts, labels, epochs=1)    # doctest: +SKIP
     """
@@ -150,7 +153,16 @@ def train_student(student: nn.Module, tokenizer, texts: Sequence[str], labels: S
             return torch.nn.functional.cross_entropy(logits, hard)
         return distillation_loss(logits, teacher_logits[idx].to(logits.device), hard, temperature, alpha)
 
+    per_epoch = math.ceil(len(texts) / batch_size)
+
+    def after_step(step, _history):
+        if on_epoch is not None and step % per_epoch == 0:
+            student.eval()
+            with torch.no_grad():
+                on_epoch(step // per_epoch, student)
+            student.train()
+
     # Warm-up then cosine decay to 0 and clipping at 1, as in chapter 07; on the student's device.
-    return fit(student, batches(), loss_fn, steps=epochs * math.ceil(len(texts) / batch_size), lr=lr, warmup=0.1,
+    return fit(student, batches(), loss_fn, steps=epochs * per_epoch, lr=lr, warmup=0.1,
                min_lr_ratio=0.0, clip=1.0, optimizer=opt, device=next(student.parameters()).device,
-               mixed_precision=False, progress=progress, desc="student").train_loss
+               mixed_precision=False, progress=progress, desc="student", on_step=after_step).train_loss

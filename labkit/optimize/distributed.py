@@ -1,4 +1,5 @@
-"""Data-parallel training (torch.distributed, gloo on CPU / nccl on GPUs; or Accelerate)."""
+"""Data-parallel training (torch.distributed, gloo on CPU / nccl on GPUs; or Accelerate), the choice of
+backend, and the float64 reference run that sets the check's tolerance."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,9 @@ class DPJob:
     """One data-parallel training job: a saved HF model, pre-tokenized rows, and the recipe.
 
     Rows [s*B, (s+1)*B) form the global batch of step s; with W processes, rank r takes the r-th
-    contiguous slice of B/W rows. Dropout is switched off so every run is deterministic.
+    contiguous slice of B/W rows. Dropout is switched off so every run is deterministic. `dtype`
+    "float64" runs the same job in double precision: the nearly exact reference that measures how far
+    float32 rounding alone moves the weights (the tolerance of the data-parallel check).
     """
     model_dir: str
     data_file: str
@@ -27,14 +30,17 @@ class DPJob:
     lr: float = 1e-3
     out_file: str = ""
     threads_per_process: int = 1
+    dtype: str = "float32"
 
 
 def _load_for_training(job: DPJob):
     from transformers import AutoModelForSequenceClassification
 
+    if job.dtype not in ("float32", "float64"):
+        raise OptimizeError(f"DPJob.dtype must be 'float32' or 'float64', got {job.dtype!r}")
     model = AutoModelForSequenceClassification.from_pretrained(job.model_dir, hidden_dropout_prob=0.0,
                                                                attention_probs_dropout_prob=0.0)
-    model.train()
+    model.to(getattr(torch, job.dtype)).train()
     return model, torch.load(job.data_file)
 
 
@@ -115,6 +121,40 @@ def dp_worker(rank: int, world: int, port: int, job: DPJob, mode: str, backend: 
         dist.destroy_process_group()
 
 
+def choose_backend(backend: str = "gloo", world: int = 0) -> tuple[str, int, str]:
+    """The backend and process count a data-parallel run can really use here, and a note when they
+    differ from what was asked (empty otherwise).
+
+    `world = 0` means one process per visible GPU. NCCL needs CUDA GPUs: where torch sees none (a
+    CPU-only build, a laptop) the run falls back to gloo on the CPU with `world` processes, or 2 when
+    `world` is 0, so the gpu profile's settings still run, and say so. Asking NCCL for more
+    processes than there are GPUs is an error.
+
+    >>> choose_backend("gloo", 2)
+    ('gloo', 2, '')
+    """
+    if backend not in ("gloo", "nccl"):
+        raise OptimizeError(f"backend must be 'gloo' (CPU) or 'nccl' (GPUs), got {backend!r}")
+    if world < 0:
+        raise OptimizeError(f"world must be >= 0 (0: one process per visible GPU), got {world}")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if backend == "nccl":
+        import torch.distributed as dist
+
+        if gpus == 0 or not dist.is_nccl_available():
+            n = world or 2
+            return "gloo", n, (f"nccl needs CUDA GPUs and torch sees none here: falling back to gloo with {n} "
+                               "processes on the CPU")
+        if world > gpus:
+            raise OptimizeError(f"nccl needs one GPU per process: {world} asked, {gpus} visible "
+                                "(ddp_world = 0 takes one process per visible GPU)")
+        return "nccl", world or gpus, ""
+    if world == 0:
+        n = gpus or 2
+        return "gloo", n, f"world 0 with gloo: {n} processes ({'one per visible GPU' if gpus else 'no GPU visible'})"
+    return "gloo", world, ""
+
+
 def _free_port() -> int:
     import socket
 
@@ -158,4 +198,5 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
     """
     if set(a) != set(b):
         raise OptimizeError(f"state dicts differ in keys: {sorted(set(a) ^ set(b))[:5]}")
-    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].numel())
+    # in float64, so that a float64 reference is not rounded to float32 before the comparison
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel())

@@ -1,4 +1,5 @@
-"""Measuring: latency (median and p90 over repeats, warm-up excluded), size on disk, peak memory."""
+"""Measuring: latency (median and p90 over repeats, warm-up excluded), size on disk, peak memory, and
+the CPU's int8 instructions (what an int8 speed-up depends on)."""
 from __future__ import annotations
 
 import io
@@ -160,3 +161,40 @@ def _sampled_peak_mb(fn: Callable[[], Any], every_s: float = 0.0005) -> float:
         stop.set()
         watcher.join()
     return max(0, peak[0] - before) / 1e6
+
+
+# int8 dot-product instructions: x86 AVX512-VNNI / AVX-VNNI (a fused 8-bit multiply-accumulate), Intel AMX
+# (a tile unit for int8 and bf16 matrices), Arm's SDOT (asimddp) and i8mm. Without one of them an int8
+# matrix product goes through 16-bit intermediates and gains little over float32.
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_instructions(cpuinfo: str | None = None) -> dict[str, Any]:
+    """Which int8 matrix instructions this CPU has: the hardware a dynamic-int8 speed-up depends on.
+
+    Returns `capability` (the vector instruction set PyTorch dispatches its kernels for,
+    `torch.backends.cpu.get_cpu_capability()`: DEFAULT, AVX2, AVX512, ...), `int8_flags` (those of
+    `INT8_FLAGS` the CPU reports), `vnni` (AVX512-VNNI or AVX-VNNI), `amx_int8` and `fast_int8` (any
+    int8 dot-product instruction). The flags come from /proc/cpuinfo; where it does not exist (macOS,
+    Windows) they are None: unknown, not absent. `cpuinfo` replaces the file's text (for tests).
+
+    >>> info = int8_instructions("processor : 0\\nflags : fpu sse avx2 avx512f avx512_vnni\\n")
+    >>> info["vnni"], info["amx_int8"], info["int8_flags"]
+    (True, False, ['avx512_vnni'])
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = None
+    capability = torch.backends.cpu.get_cpu_capability()
+    if cpuinfo is None:
+        return {"capability": capability, "int8_flags": None, "vnni": None, "amx_int8": None, "fast_int8": None}
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):  # x86 says flags, Arm says Features
+            flags.update(value.split())
+    found = [f for f in INT8_FLAGS if f in flags]
+    vnni, amx = bool({"avx512_vnni", "avx_vnni"} & flags), "amx_int8" in flags
+    return {"capability": capability, "int8_flags": found, "vnni": vnni, "amx_int8": amx, "fast_int8": bool(found)}
