@@ -77,7 +77,7 @@ def test_no_result_is_typed_into_a_notebook(path):
                                         .joinpath("notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_introduction_takes_its_minutes_from_book_toml(path):
     """A chapter's time is measured into book.toml and printed by `labkit.setup`; typed into the
-    introduction it goes stale (it did: "about 3 minutes" where the machine took 7)."""
+    introduction it goes stale (issue 18 found stale times in chapters 02 and 04)."""
     intro = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
     typed = re.findall(r"\b\d+(?:\.\d+)?\s*(?:(?:to|-|–)\s*\d+\s*)?min(?:ute)?s?\b", intro)
     assert not typed, f"{path.name}: minutes typed into the introduction {typed}; point at the setup cell instead"
